@@ -27,7 +27,9 @@ the boundary where they occur: ``raise SomeSkiffError(...) from exc``.
     │   ├── LayerUnknown, ImageUnknown, ContainerUnknown, VolumeUnknown
     │   ├── ImageInUse, NameInUse
     │   ├── StoreCorrupt
-    │   └── UnsafeArchive           a tar member would escape its layer
+    │   ├── UnsafeArchive           a tar member would escape its layer
+    │   ├── InvalidArchive          a layer tar is malformed or truncated
+    │   └── ArchiveWriteDenied      the host refused an entry (device node, owner, xattr)
     ├── SignatureError              signature could not be made or verified
     │   └── PolicyRejected          policy.json refuses an image
     ├── ContainerError              runtime failures
@@ -156,6 +158,17 @@ class StoreCorrupt(StorageError):
 
 class UnsafeArchive(StorageError):
     """A tar member would land outside its layer or is otherwise unsafe."""
+
+
+class InvalidArchive(StorageError):
+    """A layer tar is malformed, truncated, or uses a feature skiff does not read."""
+
+
+class ArchiveWriteDenied(StorageError):
+    """The host refused to create an entry a layer asks for (a device node
+    without CAP_MKNOD, an owner without CAP_CHOWN, an xattr the filesystem
+    does not take); the caller decides whether to retry with a policy that
+    skips such entries."""
 
 
 # --- signatures and policy -------------------------------------------------
