@@ -54,6 +54,22 @@ def default_policy_path() -> Path:
     return SYSTEM_POLICY
 
 
+def default_auth_fallback_files() -> tuple[Path, ...]:
+    """Read-only credential files podman/skopeo consult after the auth file, in
+    their order: $XDG_CONFIG_HOME/containers/auth.json (default ~/.config),
+    $DOCKER_CONFIG/config.json (else ~/.docker/config.json), and ~/.dockercfg
+    (legacy format: the "auths" map at top level)."""
+    home = Path.home()
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
+    docker_config = os.environ.get("DOCKER_CONFIG")
+    docker_dir = Path(docker_config) if docker_config else home / ".docker"
+    return (
+        Path(config_home) / "containers" / "auth.json",
+        docker_dir / "config.json",
+        home / ".dockercfg",
+    )
+
+
 def default_registries_d() -> Path:
     user = Path.home() / ".config" / "containers" / "registries.d"
     if user.is_dir():
@@ -112,6 +128,31 @@ class SystemContext:
 
     def policy_file_path(self) -> Path:
         return self.policy_path or default_policy_path()
+
+    def auth_fallback_paths(self) -> tuple[Path, ...]:
+        """Credential files read after ``auth_file_path()``; none when the auth
+        file was chosen explicitly (``--authfile`` or $REGISTRY_AUTH_FILE), as
+        podman does."""
+        if self.auth_file is not None or os.environ.get("REGISTRY_AUTH_FILE"):
+            return ()
+        return default_auth_fallback_files()
+
+    def registries_conf_dir_paths(self) -> tuple[Path, ...]:
+        """Drop-in directories for registries.conf, in loading order.
+
+        ``registries_conf_dir`` if set; else the ``.d`` directory beside the
+        registries.conf in use, followed (when that is the system file) by
+        ~/.config/containers/registries.conf.d, as containers/image does.
+        """
+        if self.registries_conf_dir is not None:
+            return (self.registries_conf_dir,)
+        conf = self.registries_conf_path()
+        dirs = [conf.with_name(conf.name + ".d")]
+        if conf == SYSTEM_REGISTRIES_CONF:
+            user = Path.home() / ".config" / "containers" / "registries.conf.d"
+            if user != dirs[0]:
+                dirs.append(user)
+        return tuple(dirs)
 
     def registries_d_path(self) -> Path:
         return self.registries_d or default_registries_d()
