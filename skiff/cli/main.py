@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
@@ -20,15 +21,42 @@ from typing import NoReturn
 from skiff import __version__
 from skiff.errors import SkiffError, UsageError
 
-# name → (module, one-line help). Aliases map to the same module.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "image": ("skiff.cli.commands.image", "Manage images (copy, inspect, list-tags, delete, ...)"),
-    "login": ("skiff.cli.commands.login", "Log in to a container registry"),
-    "logout": ("skiff.cli.commands.logout", "Log out of a container registry"),
-    "version": ("skiff.cli.commands.version", "Show version information"),
+
+@dataclass(frozen=True)
+class Cmd:
+    """A command implemented by ``module.register(parser)``."""
+
+    module: str
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A command group (``skiff image …``) whose subcommands load lazily."""
+
+    help: str
+    commands: dict[str, Cmd | Group]
+    aliases: tuple[str, ...] = ()
+
+
+def _c(name: str, help_text: str, *aliases: str) -> Cmd:
+    return Cmd(f"skiff.cli.commands.{name}", help_text, aliases)
+
+
+IMAGE_COMMANDS: dict[str, Cmd | Group] = {
+    "copy": _c("image_copy", "Copy an image from one location to another", "cp"),
+    "inspect": _c("image_inspect", "Inspect an image (local, or TRANSPORT:REF like skopeo)"),
+    "list-tags": _c("image_list_tags", "List the tags of a repository in a registry"),
+    "delete": _c("image_delete", "Delete an image from a registry or other transport"),
 }
 
-ALIASES: dict[str, str] = {}
+COMMANDS: dict[str, Cmd | Group] = {
+    "image": Group("Manage images", IMAGE_COMMANDS),
+    "login": _c("login", "Log in to a container registry"),
+    "logout": _c("logout", "Log out of a container registry"),
+    "version": _c("version", "Show version information"),
+}
 
 LOG_LEVELS = {
     "trace": logging.DEBUG,
@@ -63,12 +91,22 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runroot", type=Path, help="storage state (run) directory")
     parser.add_argument("--storage-driver", help="storage driver (overlay, vfs)")
     parser.add_argument("--registries-conf", type=Path, help="path to registries.conf")
-    parser.add_argument("--policy", "--signature-policy", dest="policy", type=Path,
-                        help="path to the trust policy (policy.json)")
-    parser.add_argument("--insecure-policy", action="store_true",
-                        help="run without any policy check")
-    parser.add_argument("--registries.d", dest="registries_d", type=Path,
-                        help="directory with the lookaside (registries.d) configuration")
+    parser.add_argument(
+        "--policy",
+        "--signature-policy",
+        dest="policy",
+        type=Path,
+        help="path to the trust policy (policy.json)",
+    )
+    parser.add_argument(
+        "--insecure-policy", action="store_true", help="run without any policy check"
+    )
+    parser.add_argument(
+        "--registries.d",
+        dest="registries_d",
+        type=Path,
+        help="directory with the lookaside (registries.d) configuration",
+    )
     parser.add_argument("--tmpdir", type=Path, help="directory for temporary files")
 
 
@@ -95,20 +133,48 @@ def _command_word(argv: Sequence[str], parser: argparse.ArgumentParser) -> str |
     return None
 
 
+def _add_commands(
+    subparsers: argparse._SubParsersAction[Parser],
+    table: dict[str, Cmd | Group],
+    argv: list[str],
+    prefix: str,
+) -> None:
+    """Add every command of ``table``; import the module only of the one chosen."""
+    chosen = argv[0] if argv else None
+    for name, entry in table.items():
+        sub = subparsers.add_parser(
+            name, help=entry.help, aliases=list(entry.aliases), description=entry.help
+        )
+        selected = chosen == name or chosen in entry.aliases
+        if isinstance(entry, Group):
+            sub.set_defaults(group_parser=sub)
+            nested = sub.add_subparsers(dest=f"{prefix}{name}_command", metavar="COMMAND")
+            rest = _positionals_after(argv[1:]) if selected else []
+            _add_commands(nested, entry.commands, rest, f"{prefix}{name}_")
+        elif selected:
+            import_module(entry.module).register(sub)
+
+
+def _positionals_after(argv: list[str]) -> list[str]:
+    """argv from the first word that is not an option (a subcommand's name)."""
+    for index, word in enumerate(argv):
+        if not word.startswith("-"):
+            return argv[index:]
+    return []
+
+
 def build_parser(argv: Sequence[str]) -> Parser:
     parser = Parser(
         prog="skiff",
         description="skiff: manage images, containers, pods and builds without a daemon",
     )
     add_global_options(parser)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = _command_word(argv, parser)
-    chosen = ALIASES.get(chosen or "", chosen)
-    for name, (module, help_text) in COMMANDS.items():
-        aliases = [a for a, target in ALIASES.items() if target == name]
-        sub = subparsers.add_parser(name, help=help_text, aliases=aliases, description=help_text)
-        if name == chosen:
-            import_module(module).register(sub)  # type: ignore[attr-defined]
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    word = _command_word(argv, parser)
+    rest: list[str] = []
+    if word is not None:
+        rest = list(argv[list(argv).index(word) :])
+    _add_commands(subparsers, COMMANDS, rest, "")
     return parser
 
 
@@ -131,11 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = args.log_level in ("debug", "trace")
         func = getattr(args, "func", None)
         if func is None:
-            if args.command:
-                # a command group given without its subcommand
-                parser.parse_args([*args_list, "--help"])
-            parser.print_help()
-            return 0
+            group_parser = getattr(args, "group_parser", None)
+            (group_parser or parser).print_help()
+            return 0 if group_parser is None else 125
         return int(func(args) or 0)
     except SkiffError as exc:
         _print_error(str(exc))

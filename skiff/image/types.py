@@ -205,7 +205,9 @@ class ImageDestination(Protocol):
 
     def put_manifest(self, raw: bytes, instance_digest: Digest | None = None) -> None: ...
 
-    def put_signatures(self, signatures: list[bytes], instance_digest: Digest | None = None) -> None: ...
+    def put_signatures(
+        self, signatures: list[bytes], instance_digest: Digest | None = None
+    ) -> None: ...
 
     def commit(self) -> None:
         """Make the image visible. Nothing names it before this succeeds."""

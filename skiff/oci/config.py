@@ -24,7 +24,9 @@ class ImageConfig:
     @classmethod
     def from_bytes(cls, raw: bytes) -> ImageConfig:
         if len(raw) > MAX_CONFIG_SIZE:
-            raise ManifestError(f"image config is {len(raw)} bytes, above the {MAX_CONFIG_SIZE}-byte limit")
+            raise ManifestError(
+                f"image config is {len(raw)} bytes, above the {MAX_CONFIG_SIZE}-byte limit"
+            )
         data = loads_json(raw, "image config")
         if not isinstance(data, dict):
             raise ManifestError("invalid image config: not a JSON object")

@@ -34,7 +34,9 @@ class Digest:
     def parse(cls, value: str) -> Digest:
         match = _DIGEST_RE.match(value)
         if not match:
-            raise InvalidDigest(f"invalid digest {value!r}", "expected ALGORITHM:HEX, e.g. sha256:…")
+            raise InvalidDigest(
+                f"invalid digest {value!r}", "expected ALGORITHM:HEX, e.g. sha256:…"
+            )
         algorithm, hexpart = match.groups()
         expected = _HEX_LENGTH.get(algorithm)
         if expected is None:
@@ -101,7 +103,9 @@ class VerifyingReader:
     ) -> None:
         self._stream = stream
         self._expected = expected
-        self._expected_size = expected_size if expected_size is not None and expected_size >= 0 else None
+        self._expected_size = (
+            expected_size if expected_size is not None and expected_size >= 0 else None
+        )
         self._hash = hashlib.new(expected.algorithm if expected else "sha256")
         self._what = what
         self.size = 0

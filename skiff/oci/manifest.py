@@ -172,10 +172,14 @@ class ImageManifest:
         for layer in self.layers:
             if layer.media_type == mt.DOCKER_FOREIGN_LAYER and to_oci:
                 new_type = mt.OCI_LAYER_NONDIST_GZIP
-            elif layer.media_type in (
-                mt.OCI_LAYER_NONDIST_GZIP,
-                mt.OCI_LAYER_NONDIST,
-            ) and not to_oci:
+            elif (
+                layer.media_type
+                in (
+                    mt.OCI_LAYER_NONDIST_GZIP,
+                    mt.OCI_LAYER_NONDIST,
+                )
+                and not to_oci
+            ):
                 new_type = mt.DOCKER_FOREIGN_LAYER
             else:
                 compression = mt.layer_compression(layer.media_type)
@@ -243,9 +247,9 @@ class ImageIndex:
                 assert desc.platform is not None
                 if desc.platform.variant == variant:
                     return desc
-        available = ", ".join(
-            str(d.platform) for d in self.manifests if d.platform is not None
-        ) or "none"
+        available = (
+            ", ".join(str(d.platform) for d in self.manifests if d.platform is not None) or "none"
+        )
         raise ManifestError(
             f"no image found in manifest list for platform {wanted}",
             f"available: {available}; choose one with --override-os/--override-arch/--override-variant",
@@ -334,9 +338,7 @@ def parse_manifest(raw: bytes, media_type: str = "") -> Manifest:
         kind = guessed
     declared = obj.get("mediaType")
     if isinstance(declared, str) and declared and kind and declared != kind:
-        raise ManifestError(
-            f"manifest declares media type {declared!r} but was served as {kind!r}"
-        )
+        raise ManifestError(f"manifest declares media type {declared!r} but was served as {kind!r}")
     if kind in (mt.OCI_MANIFEST, mt.DOCKER_V2S2):
         return _parse_image_manifest(obj, kind)
     if kind in (mt.OCI_INDEX, mt.DOCKER_LIST):

@@ -45,8 +45,13 @@ def is_manifest_type(media_type: str) -> bool:
 
 
 def layer_compression(media_type: str) -> str | None:
-    """"gzip", "zstd", "" (uncompressed), or None if not a known layer type."""
-    if media_type in (OCI_LAYER_GZIP, OCI_LAYER_NONDIST_GZIP, DOCKER_LAYER_GZIP, DOCKER_FOREIGN_LAYER):
+    """ "gzip", "zstd", "" (uncompressed), or None if not a known layer type."""
+    if media_type in (
+        OCI_LAYER_GZIP,
+        OCI_LAYER_NONDIST_GZIP,
+        DOCKER_LAYER_GZIP,
+        DOCKER_FOREIGN_LAYER,
+    ):
         return "gzip"
     if media_type in (OCI_LAYER_ZSTD, OCI_LAYER_NONDIST_ZSTD, DOCKER_LAYER_ZSTD):
         return "zstd"

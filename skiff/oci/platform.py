@@ -70,7 +70,7 @@ class Platform:
         elif self.architecture == "arm":
             start = self.variant or "v7"
             ladder = ["v8", "v7", "v6", "v5"]
-            order = ladder[ladder.index(start):] if start in ladder else [start]
+            order = ladder[ladder.index(start) :] if start in ladder else [start]
             order.append("")
         else:
             order = [self.variant, ""]
@@ -116,7 +116,9 @@ def wanted_platform(
     """The host platform with the --override-* flags applied."""
     host = host_platform()
     arch = override_arch or host.architecture
-    variant = override_variant if override_variant is not None else (
-        host.variant if arch == host.architecture else ""
+    variant = (
+        override_variant
+        if override_variant is not None
+        else (host.variant if arch == host.architecture else "")
     )
     return Platform(architecture=arch, os=override_os or host.os, variant=variant)
