@@ -118,6 +118,11 @@ class SystemContext:
     run_root: Path = DEFAULT_RUN_ROOT
     storage_driver: str | None = None
 
+    # local transports
+    oci_shared_blob_dir: Path | None = None
+    """``--src-shared-blob-dir``/``--dest-shared-blob-dir``: ``oci:`` layouts
+    keep blobs here (``ALG/HEX``) instead of in their own ``blobs/``."""
+
     tmp_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/var/tmp")))
 
     def registries_conf_path(self) -> Path:
