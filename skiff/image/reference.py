@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 from skiff.errors import InvalidReference
-from skiff.oci.digest import Digest
+from skiff.oci.digest import Digest, InvalidDigest
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -43,11 +43,13 @@ _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9A-Fa-f]{32,}"
 
-_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
-_ANCHORED_ID_RE = re.compile(r"^[a-f0-9]{64}$")
+# Anchored with \A...\Z (not ^...$: "$" also matches before a trailing newline)
+# and ASCII-only (Go's \w is ASCII; Python's would accept any Unicode letter).
+_PATH_RE = re.compile(rf"\A{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*\Z", re.ASCII)
+_DOMAIN_RE = re.compile(rf"\A{_DOMAIN}\Z", re.ASCII)
+_TAG_RE = re.compile(rf"\A{_TAG}\Z", re.ASCII)
+_DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z", re.ASCII)
+_ANCHORED_ID_RE = re.compile(r"\A[a-f0-9]{64}\Z")
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,15 @@ class NamedReference:
         """The repository as users type it: ``busybox``, ``quay.io/a/b``."""
         if self.domain == DEFAULT_DOMAIN:
             path = self.path
-            if path.startswith(OFFICIAL_REPO_PREFIX) and "/" not in path[len(OFFICIAL_REPO_PREFIX):]:
-                path = path[len(OFFICIAL_REPO_PREFIX):]
+            if (
+                path.startswith(OFFICIAL_REPO_PREFIX)
+                and "/" not in path[len(OFFICIAL_REPO_PREFIX) :]
+            ):
+                path = path[len(OFFICIAL_REPO_PREFIX) :]
+            if split_domain(path)[0] is not None:
+                # docker.io/foo.bar/x: without its domain, "foo.bar" would read
+                # back as a registry (docker's FamiliarName has this bug)
+                return self.name
             return path
         return self.name
 
@@ -99,7 +108,9 @@ class NamedReference:
 
     def with_tag(self, tag: str) -> NamedReference:
         if not _TAG_RE.match(tag):
-            raise InvalidReference(f"invalid tag {tag!r}", "tags are [A-Za-z0-9_.-], at most 128 long")
+            raise InvalidReference(
+                f"invalid tag {tag!r}", "tags are [A-Za-z0-9_.-], at most 128 long"
+            )
         return NamedReference(self.domain, self.path, tag, None)
 
     def with_digest(self, digest: Digest) -> NamedReference:
@@ -145,7 +156,7 @@ def _split_tag_digest(text: str) -> tuple[str, str | None, str | None]:
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
+        name, tag = name[:colon], name[colon + 1 :]
     return name, tag, digest
 
 
@@ -187,7 +198,9 @@ def _build(
     original: str, domain: str, path: str, tag: str | None, digest_text: str | None
 ) -> NamedReference:
     if not _DOMAIN_RE.match(domain):
-        raise InvalidReference(f"invalid reference format: invalid domain {domain!r} in {original!r}")
+        raise InvalidReference(
+            f"invalid reference format: invalid domain {domain!r} in {original!r}"
+        )
     if not _PATH_RE.match(path):
         if path.lower() != path and _PATH_RE.match(path.lower()):
             raise InvalidReference(
@@ -208,8 +221,23 @@ def _build(
     if digest_text is not None:
         if not _DIGEST_RE.match(digest_text):
             raise InvalidReference(f"invalid reference format: invalid digest in {original!r}")
-        digest = Digest.parse(digest_text)
+        try:
+            digest = Digest.parse(digest_text)
+        except InvalidDigest as exc:
+            # callers catch InvalidReference for any malformed reference text
+            raise InvalidReference(
+                f"invalid reference format: {exc.message} in {original!r}", exc.hint
+            ) from exc
     return NamedReference(domain, path, tag, digest)
+
+
+def validate_domain(text: str) -> str:
+    """Validate a registry ``host[:port]`` (no path) as references spell it."""
+    if not _DOMAIN_RE.match(text):
+        raise InvalidReference(
+            f"invalid registry {text!r}", "expected HOST[:PORT], e.g. quay.io or 127.0.0.1:5000"
+        )
+    return text
 
 
 def parse_repository_path(text: str) -> str:
