@@ -123,6 +123,9 @@ class SystemContext:
     """``--src-shared-blob-dir``/``--dest-shared-blob-dir``: ``oci:`` layouts
     keep blobs here (``ALG/HEX``) instead of in their own ``blobs/``."""
 
+    blob_info_cache: Path | None = None
+    """None: ``blob-info-cache.sqlite`` in the storage root."""
+
     tmp_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/var/tmp")))
 
     def registries_conf_path(self) -> Path:
@@ -158,6 +161,9 @@ class SystemContext:
             if user != dirs[0]:
                 dirs.append(user)
         return tuple(dirs)
+
+    def blob_info_cache_path(self) -> Path:
+        return self.blob_info_cache or self.storage_root / "blob-info-cache.sqlite"
 
     def registries_d_path(self) -> Path:
         return self.registries_d or default_registries_d()

@@ -154,18 +154,31 @@ def copy_single_image(
 
     layers = [_Layer(info, _plan(info, dest, options)) for info in infos]
     converting = target_type != manifest.media_type
-    changing = converting or any(layer.plan.changes_content for layer in layers)
-    if replacements_change(manifest, infos):
-        changing = True
-    if options.preserve_digests and changing:
-        raise UnsupportedConversion(
-            f"copying {source.reference.transport.name}:{source.reference.string_within_transport()} "
-            "would change its digest (manifest conversion or recompression) and --preserve-digests is set",
-            "drop --preserve-digests or pick a destination that takes the image as it is",
-        )
+    if options.preserve_digests and (converting or any(x.plan.changes_content for x in layers)):
+        raise _preserve_error(source)
 
-    want_diff_ids = isinstance(manifest, Schema1Manifest)
+    keep_schema1 = isinstance(manifest, Schema1Manifest) and target_type == manifest.media_type
+    want_diff_ids = isinstance(manifest, Schema1Manifest) and not keep_schema1
     results, diff_ids = _copy_layers(source, dest, layers, options, want_diff_ids)
+    if keep_schema1:
+        dest.put_manifest(raw_manifest, instance_digest)
+        return CopyReport(
+            manifest=raw_manifest,
+            manifest_type=manifest.media_type,
+            manifest_digest=source_digest,
+            source_manifest_digest=source_digest,
+            config_digest=None,
+            blobs=[
+                BlobResult(
+                    x.info.digest or stored.digest or source_digest,
+                    _stored_digest(stored),
+                    stored.size,
+                    stored.media_type,
+                    reused,
+                )
+                for x, (stored, reused) in zip(layers, results, strict=True)
+            ],
+        )
 
     if isinstance(manifest, Schema1Manifest):
         config_raw = schema1_to_config(manifest, diff_ids)
@@ -190,16 +203,13 @@ def copy_single_image(
         for layer, (stored, reused) in zip(layers, results, strict=True)
     ]
 
-    if (
-        not changing
-        and isinstance(manifest, ImageManifest)
-        and not _stored_differs(layers, results)
-    ):
-        out_raw = raw_manifest
-        out_type = manifest.media_type
-    else:
-        out_raw, out_type = _build_manifest(manifest, target_type, config_desc, layers, results)
-    dest.put_manifest(out_raw, instance_digest if instance_digest is not None else None)
+    out_raw, out_type = _build_manifest(manifest, target_type, config_desc, layers, results)
+    if _same_image(manifest, target_type, out_raw):
+        out_raw, out_type = raw_manifest, manifest.media_type
+    elif options.preserve_digests:
+        raise _preserve_error(source)
+    # instances are stored under the digest of what is written
+    dest.put_manifest(out_raw, manifest_digest(out_raw) if instance_digest is not None else None)
     return CopyReport(
         manifest=out_raw,
         manifest_type=out_type,
@@ -210,11 +220,33 @@ def copy_single_image(
     )
 
 
-def replacements_change(manifest: ImageManifest | Schema1Manifest, infos: list[BlobInfo]) -> bool:
-    """Whether the source substituted layers (e.g. the store serving plain diffs)."""
-    if not isinstance(manifest, ImageManifest):
-        return True
-    return [i.digest for i in infos] != [d.digest for d in manifest.layers]
+def _preserve_error(source: ImageSource) -> UnsupportedConversion:
+    ref = source.reference
+    return UnsupportedConversion(
+        f"copying {ref.transport.name}:{ref.string_within_transport()} would change its manifest "
+        "digest (conversion or recompression) and --preserve-digests is set",
+        "drop --preserve-digests or pick a destination that takes the image as it is",
+    )
+
+
+def _same_image(manifest: ImageManifest | Schema1Manifest, target_type: str, built: bytes) -> bool:
+    """Whether the rebuilt manifest describes exactly the source's blobs.
+
+    Then the source's bytes are written unchanged, keeping its digest (and
+    signatures valid), even when the blobs took a detour (a store serving
+    plain diffs whose compressed originals the destination already had).
+    """
+    if not isinstance(manifest, ImageManifest) or target_type != manifest.media_type:
+        return False
+    rebuilt = parse_manifest(built, target_type)
+    assert isinstance(rebuilt, ImageManifest)
+
+    def key(d: Descriptor) -> tuple[str, Digest, int]:
+        return (d.media_type, d.digest, d.size)
+
+    return key(rebuilt.config) == key(manifest.config) and [key(d) for d in rebuilt.layers] == [
+        key(d) for d in manifest.layers
+    ]
 
 
 def _plan(info: BlobInfo, dest: ImageDestination, options: CopyOptions) -> LayerPlan:
@@ -235,14 +267,6 @@ def _stored_digest(stored: BlobInfo) -> Digest:
     if stored.digest is None:
         raise ImageError("destination did not report the digest of a stored blob")
     return stored.digest
-
-
-def _stored_differs(layers: list[_Layer], results: list[tuple[BlobInfo, bool]]) -> bool:
-    """A destination may store a substitute (reuse of another compression)."""
-    for layer, (stored, _) in zip(layers, results, strict=True):
-        if stored.digest != layer.info.digest:
-            return True
-    return False
 
 
 def _copy_layers(
