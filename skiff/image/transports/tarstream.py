@@ -262,6 +262,7 @@ def _resolve_symlink(member: Member, archive: str) -> str:
 
 def _scan(fd: int, label: str, links: bool) -> dict[str, Member]:
     members: dict[str, Member] = {}
+    os.lseek(fd, 0, os.SEEK_SET)  # a dup shares the offset; a decompressed copy is at its end
     with os.fdopen(os.dup(fd), "rb") as stream:
         try:
             archive = tarfile.TarFile(fileobj=stream, mode="r")
