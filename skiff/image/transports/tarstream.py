@@ -20,12 +20,13 @@ are copied with ``sendfile`` where they come from a file.
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, Any, Literal, cast
 
 from skiff.errors import ImageError, ImageNotFound, InvalidArchive, ManifestError, UnsafeArchive
 from skiff.image.transports.localfs import COPY_CHUNK, os_error, write_all
@@ -55,7 +56,7 @@ def sniff_compression(head: bytes) -> str:
 
 def decompressing_reader(raw: Reader, algorithm: str) -> ClosableReader:
     """A stream of the decompressed content of ``raw``."""
-    stream = cast("IO[bytes]", raw)  # the libraries only call read()
+    stream = cast("IO[bytes]", _RawAdapter(raw))
     if algorithm == "gzip":
         from isal import igzip
 
@@ -73,6 +74,23 @@ def decompressing_reader(raw: Reader, algorithm: str) -> ClosableReader:
 
         return lzma.LZMAFile(stream, "rb")
     raise ManifestError(f"unsupported compression {algorithm!r}")
+
+
+class _RawAdapter(io.RawIOBase):
+    """Gives a ``read()``-only stream the ``readinto`` the decompressors call."""
+
+    def __init__(self, stream: Reader) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 class RangeReader:
@@ -388,17 +406,20 @@ class TarWriter:
     def add_file(self, name: str, path: Path, mode: int = 0o644) -> None:
         """Append the file at ``path`` (copied in the kernel with sendfile)."""
         with open(path, "rb") as src:
-            size = os.fstat(src.fileno()).st_size
-            info = tarfile.TarInfo(name)
-            info.size = size
-            info.mode = mode
-            self._header(info)
-            offset = 0
-            while offset < size:
-                sent = os.sendfile(self._fd, src.fileno(), offset, min(size - offset, 1 << 30))
-                if sent == 0:
-                    raise ImageError(f"{path} shrank while it was being archived")
-                offset += sent
+            self.add_fd(name, src.fileno(), os.fstat(src.fileno()).st_size, mode)
+
+    def add_fd(self, name: str, fd: int, size: int, mode: int = 0o644) -> None:
+        """Append ``size`` bytes of the open file ``fd``, from its start."""
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mode = mode
+        self._header(info)
+        offset = 0
+        while offset < size:
+            sent = os.sendfile(self._fd, fd, offset, min(size - offset, 1 << 30))
+            if sent == 0:
+                raise ImageError(f"{name}: the source file shrank while it was being archived")
+            offset += sent
         self._pad(size)
 
     def add_stream(self, name: str, size: int, stream: Reader, mode: int = 0o644) -> None:
