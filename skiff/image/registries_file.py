@@ -244,16 +244,16 @@ class _FileParser:
                     f"{where} location",
                     "is empty; only a wildcard prefix (*.example.com) may omit it",
                 )
-        if prefix.startswith("*."):
-            self._check_wildcard(prefix, f"{where} prefix")
-        else:
-            self._check_name(prefix, f"{where} prefix")
         if location:
             if location.startswith("*."):
                 raise self.error(
                     f"{where} location", f"{location!r}: wildcards are only valid in prefix"
                 )
             self._check_name(location, f"{where} location")
+        if prefix.startswith("*."):
+            self._check_wildcard(prefix, f"{where} prefix")
+        elif prefix != location:
+            self._check_name(prefix, f"{where} prefix")
 
         by_digest_only = self._bool(table, "mirror-by-digest-only", where)
         mirrors: list[Endpoint] = []
