@@ -311,6 +311,78 @@ def test_failed_mount_falls_back_and_leaves_no_session(
     assert methods == ["POST", "DELETE"]  # 202 instead of a mount: session cancelled
 
 
+def test_parallel_blob_reads_share_one_session_and_token(
+    token_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """The copy engine reads blobs from several threads through one source."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = token_registry.token_server
+    assert server is not None and token_registry.credentials is not None
+    ctx = token_registry.context_with(token_registry.credentials)
+    ref = f"{token_registry.host}/{unique_repo}:v1"
+    blobs = [os.urandom(200_000 + i) for i in range(12)]
+    dest = destination(ctx, ref)
+    try:
+        for blob in blobs:
+            put_blob_bytes(dest, blob)
+    finally:
+        dest.close()
+    client = RegistryClient(ctx, token_registry.host, unique_repo)
+    server.clear_requests()
+    try:
+
+        def fetch(blob: bytes) -> bytes:
+            body = api.open_blob(client, sha256_of(blob))
+            try:
+                return VerifyingReader(body, sha256_of(blob), len(blob)).read(-1)
+            finally:
+                body.close()
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            assert list(pool.map(fetch, blobs)) == blobs
+    finally:
+        client.close()
+    assert len(server.requests) == 1  # one token for all threads
+
+
+def test_manifest_head(
+    registry: RunningRegistry, busybox_layout: BusyboxImage, unique_repo: str
+) -> None:
+    push(registry.context, f"{registry.host}/{unique_repo}:v1", busybox_layout)
+    client = RegistryClient(registry.context, registry.host, unique_repo)
+    try:
+        head = api.head_manifest(client, "v1")
+        assert head is not None
+        assert head.digest == busybox_layout.manifest_digest
+        assert head.size == busybox_layout.manifest_size
+        assert head.media_type == "application/vnd.oci.image.manifest.v1+json"
+        assert api.head_manifest(client, "absent") is None
+    finally:
+        client.close()
+
+
+def test_signatures_need_lookaside(
+    registry: RunningRegistry, busybox_layout: BusyboxImage, unique_repo: str
+) -> None:
+    from skiff.errors import SignatureError
+
+    ref = f"{registry.host}/{unique_repo}:v1"
+    dest = push(registry.context, ref, busybox_layout)
+    assert not dest.supports_signatures()
+    dest.put_signatures([])  # nothing to store: fine
+    with pytest.raises(SignatureError, match="no lookaside storage"):
+        dest.put_signatures([b"signature"])
+    stored: list[tuple[str, Digest, list[bytes]]] = []
+    dest.signature_writer = lambda name, digest, sigs: stored.append((str(name), digest, sigs))
+    dest.put_signatures([b"signature"])
+    assert stored == [(ref, busybox_layout.manifest_digest, [b"signature"])]
+    with source(registry.context, ref) as src:
+        assert src.get_signatures() == []
+        src.signature_reader = lambda name, digest: [f"{name}@{digest}".encode()]
+        assert src.get_signatures() == [f"{ref}@{busybox_layout.manifest_digest}".encode()]
+
+
 # --- references, tags, delete ----------------------------------------------------------
 
 

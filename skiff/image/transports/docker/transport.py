@@ -3,7 +3,8 @@
 ``docker://NAME[:TAG][@DIGEST]``: the ``//`` is required (as in skopeo), NAME
 is normalized like ``docker pull`` does (``docker://busybox`` is
 ``docker.io/library/busybox:latest``), and a reference with both a tag and
-a digest is accepted, the digest then identifying the image.
+a digest is accepted, the digest then identifying the image (as current
+containers/image does; Debian's skopeo 1.9 still rejects such references).
 
 Policy scopes (policy.json ``transports.docker``) are, most specific first:
 the identity ``host/repo:tag`` (or ``host/repo@digest``), then the
