@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,7 @@ def tar_members(path: Path) -> dict[str, tarfile.TarInfo]:
         return {m.name: m for m in tar.getmembers()}
 
 
-def tar_json(path: Path, name: str) -> object:
+def tar_json(path: Path, name: str) -> Any:
     with tarfile.open(path) as tar:
         member = tar.extractfile(name)
         assert member is not None
@@ -155,12 +156,12 @@ def test_write_then_read_back(tmp_shm: Path, ctx: SystemContext) -> None:
     repositories = tar_json(path, "repositories")
     assert repositories == {
         "docker.io/library/busybox": {"1": repositories["docker.io/library/busybox"]["1"]}
-    }  # type: ignore[index]
-    top_id = repositories["docker.io/library/busybox"]["1"]  # type: ignore[index]
+    }
+    top_id = repositories["docker.io/library/busybox"]["1"]
     assert members[f"{top_id}/layer.tar"].linkname == f"../{layers[1]}"
     top_json = tar_json(path, f"{top_id}/json")
-    assert top_json["id"] == top_id and top_json["os"] == "linux"  # type: ignore[index]
-    assert top_json["parent"] in top  # type: ignore[index]
+    assert top_json["id"] == top_id and top_json["os"] == "linux"
+    assert top_json["parent"] in top
     assert [p.name for p in tmp_shm.iterdir()] == ["image.tar"]
 
     for rest in ("busybox:1", "@0", ""):
@@ -190,7 +191,7 @@ def test_several_images_in_one_archive(tmp_shm: Path, ctx: SystemContext) -> Non
     shared = f"{IMAGE_A.layer_digests[1].hex}.tar"
     assert names.count(shared) == 1
     items = tar_json(path, "manifest.json")
-    assert [i["RepoTags"] for i in items] == [  # type: ignore[attr-defined]
+    assert [i["RepoTags"] for i in items] == [
         ["docker.io/library/a:1", "docker.io/library/a:2"],
         ["quay.io/x/b:latest"],
     ]
@@ -218,7 +219,7 @@ def test_several_images_in_one_archive(tmp_shm: Path, ctx: SystemContext) -> Non
 def test_untagged_image_is_listed_by_index(tmp_shm: Path, ctx: SystemContext) -> None:
     path = tmp_shm / "image.tar"
     write_image(archive(path).new_image_destination(ctx), IMAGE_A)
-    assert tar_json(path, "manifest.json")[0]["RepoTags"] == []  # type: ignore[index]
+    assert tar_json(path, "manifest.json")[0]["RepoTags"] == []
     assert tar_json(path, "repositories") == {}
     with DockerArchiveReader(str(path), ctx) as reader:
         [[ref]] = reader.list()

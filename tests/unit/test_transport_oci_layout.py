@@ -14,6 +14,7 @@ from skiff.errors import (
     BlobUnknown,
     ConfigError,
     DigestMismatch,
+    ImageError,
     ImageNotFound,
     InvalidReference,
     ManifestError,
@@ -158,7 +159,7 @@ def test_same_name_replaces_the_entry_other_names_add(tmp_shm: Path, ctx: System
     write_image(oci(layout, "y").new_image_destination(ctx), IMAGE_A)
     write_image(oci(layout, "x").new_image_destination(ctx), IMAGE_B)
     entries = index_entries(layout)
-    assert [(e["annotations"], e["digest"]) for e in entries] == [  # type: ignore[index]
+    assert [(e["annotations"], e["digest"]) for e in entries] == [
         ({REF_NAME: "x"}, str(IMAGE_B.manifest_digest)),
         ({REF_NAME: "y"}, str(IMAGE_A.manifest_digest)),
     ]
@@ -369,3 +370,24 @@ def test_delete_image_removes_only_what_it_alone_used(tmp_shm: Path, ctx: System
     assert {d.hex for d in IMAGE_B.blobs()} <= remaining
     with pytest.raises(ImageNotFound):
         oci(layout, "a").delete_image(ctx)
+
+
+def test_relative_layout_path_is_used_as_typed(
+    tmp_shm: Path, ctx: SystemContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_shm)
+    write_image(parse_image_name("oci:rel/layout:v1").new_image_destination(ctx), IMAGE_A)
+    assert (tmp_shm / "rel" / "layout" / "index.json").exists()
+    source = parse_image_name("oci:rel/layout:v1").new_image_source(ctx)
+    try:
+        assert read_image(source).blobs == IMAGE_A.blobs()
+    finally:
+        source.close()
+
+
+def test_filesystem_errors_are_reported_with_a_hint(tmp_shm: Path, ctx: SystemContext) -> None:
+    (tmp_shm / "file").write_text("x")
+    with pytest.raises(ImageError) as info:
+        oci(tmp_shm / "file" / "layout", "a").new_image_destination(ctx)
+    assert "Not a directory" in info.value.message
+    assert "is a file" in (info.value.hint or "")

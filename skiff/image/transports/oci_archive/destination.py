@@ -47,9 +47,14 @@ class OCIArchiveDestination:
         except OSError as exc:
             self._output.close()
             raise os_error(exc, f"cannot create a temporary directory in {ctx.tmp_dir}") from exc
-        self._layout = OCILayoutDestination(
-            reference, self._workdir / "layout", reference.image, durable=False
-        )
+        try:
+            self._layout = OCILayoutDestination(
+                reference, self._workdir / "layout", reference.image, durable=False
+            )
+        except BaseException:
+            self._output.close()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
 
     @property
     def reference(self) -> ImageReference:
