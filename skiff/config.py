@@ -85,7 +85,8 @@ class SystemContext:
     registries_conf: Path | None = None
     """None: $CONTAINERS_REGISTRIES_CONF or the system file."""
     registries_conf_dir: Path | None = None
-    """None: the ``.d`` directory beside the registries.conf in use."""
+    """None: the ``.d`` directory beside the registries.conf in use (see
+    ``registries_conf_dir_paths``)."""
     auth_file: Path | None = None
     """None: ``default_auth_file()``; also read: $HOME/.docker/config.json."""
     credentials: tuple[str, str] | None = None

@@ -138,14 +138,18 @@ class RegistriesConfig:
 
         ``name`` is ``host[:port]`` or a repository ``host[:port]/path`` (no
         tag or digest: prefixes match repository names, as containers/image
-        matches ``reference.Name()``).
+        matches ``reference.Name()``). On equal length an exact prefix beats
+        a wildcard (``a.example.com`` over ``*.example.com``), where
+        containers/image would take whichever sorts first.
         """
         best: Registry | None = None
+        best_key = (-1, False)
         for registry in self.registries:
-            if _match_length(registry.prefix, name) >= 0 and (
-                best is None or len(registry.prefix) > len(best.prefix)
-            ):
-                best = registry
+            if _match_length(registry.prefix, name) < 0:
+                continue
+            key = (len(registry.prefix), not registry.prefix.startswith("*."))
+            if key > best_key:
+                best, best_key = registry, key
         return best
 
     def check_blocked(self, ref: NamedReference) -> None:

@@ -199,6 +199,18 @@ def test_longest_prefix_on_component_boundary(confs: Confs, name: str, prefix: s
     assert (registry.prefix if registry else None) == prefix
 
 
+def test_exact_host_beats_a_wildcard_of_the_same_length(tmp_path: Path) -> None:
+    config = Confs(tmp_path).load(
+        '[[registry]]\nprefix = "*.example.com"\nblocked = true\n'
+        '[[registry]]\nlocation = "a.example.com"\n'
+    )
+    assert len("*.example.com") == len("a.example.com")
+    registry = config.find_registry("a.example.com/x")
+    assert registry is not None and registry.prefix == "a.example.com"
+    registry = config.find_registry("b.example.com/x")
+    assert registry is not None and registry.prefix == "*.example.com"
+
+
 def test_rewriting_keeps_the_rest_of_the_reference(confs: Confs) -> None:
     config = confs.load(MATCHING)
     assert sources(config, f"example.com/ns/repo/sub:v1@{DIGEST}") == [
