@@ -98,7 +98,9 @@ class _FileParser:
     def parse(self, data: dict[str, Any], drop_in: bool) -> FileLayer:
         v1 = self._v1_lists(data)
         v2_set = any(
-            key in data for key in _V2_KEYS if not (key == "short-name-mode" and data.get(key) == "")
+            key in data
+            for key in _V2_KEYS
+            if not (key == "short-name-mode" and data.get(key) == "")
         )
         for key in data:
             if key not in _V2_KEYS and key != "registries":
