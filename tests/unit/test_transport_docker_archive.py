@@ -515,3 +515,18 @@ def test_tiny_image_fixture_is_what_the_tests_assume() -> None:
     assert isinstance(IMAGE_A, TinyImage)
     assert IMAGE_A.layer_media_type == mt.DOCKER_LAYER
     assert IMAGE_A.layer_digests == IMAGE_A.diff_ids
+
+
+def test_writer_references_get_tags(tmp_shm: Path, ctx: SystemContext) -> None:
+    with DockerArchiveWriter(str(tmp_shm / "x.tar"), ctx) as writer:
+        ref = writer.new_reference(
+            [parse_normalized_named("busybox"), parse_normalized_named("a:1")]
+        )
+        assert str(ref.tag) == "docker.io/library/busybox:latest"
+        assert [str(t) for t in ref.tags] == [
+            "docker.io/library/busybox:latest",
+            "docker.io/library/a:1",
+        ]
+        with pytest.raises(InvalidReference, match="no tag"):
+            writer.new_reference([parse_normalized_named(f"busybox@sha256:{'a' * 64}")])
+    assert list(tmp_shm.iterdir()) == []

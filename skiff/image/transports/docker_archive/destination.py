@@ -37,6 +37,7 @@ from skiff.errors import (
     BlobUnknown,
     DigestMismatch,
     ImageError,
+    InvalidReference,
     ManifestError,
     UnsupportedConversion,
 )
@@ -95,8 +96,17 @@ class DockerArchiveWriter:
         """A reference whose destination adds one image (with ``tags``) to this file."""
         from skiff.image.transports.docker_archive.transport import DockerArchiveReference
 
-        first = tags[0] if tags else None
-        return DockerArchiveReference(self.path, tag=first, extra_tags=tuple(tags[1:]), writer=self)
+        tagged = [t.tag_or_latest() for t in tags]
+        for tag in tagged:
+            if tag.tag is None:
+                raise InvalidReference(
+                    f"{self.label}: {tag} has a digest but no tag",
+                    "archives record NAME:TAG; give a tag",
+                )
+        first = tagged[0] if tagged else None
+        return DockerArchiveReference(
+            self.path, tag=first, extra_tags=tuple(tagged[1:]), writer=self
+        )
 
     # --- blobs ---------------------------------------------------------------
 
