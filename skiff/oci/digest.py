@@ -16,7 +16,7 @@ from typing import Protocol
 from skiff.errors import DigestMismatch, ImageError
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST_RE = re.compile(r"\A([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z", re.ASCII)
 
 
 class InvalidDigest(ImageError):
@@ -44,7 +44,7 @@ class Digest:
                 f"unsupported digest algorithm {algorithm!r} in {value!r}",
                 "only sha256 and sha512 are supported",
             )
-        if len(hexpart) != expected or not re.fullmatch(r"[0-9a-f]+", hexpart):
+        if len(hexpart) != expected or not re.fullmatch(r"[0-9a-f]+", hexpart, re.ASCII):
             raise InvalidDigest(
                 f"invalid {algorithm} digest {value!r}",
                 f"expected {expected} lowercase hex characters",
