@@ -9,6 +9,7 @@ Each transport package exposes a module-level ``TRANSPORT`` object.
 from __future__ import annotations
 
 from importlib import import_module
+from typing import cast
 
 from skiff.errors import InvalidReference
 from skiff.image.types import ImageReference, ImageTransport
@@ -38,7 +39,7 @@ def get(name: str) -> ImageTransport:
         raise InvalidReference(
             f"unknown transport {name!r}", f"known transports: {', '.join(names())}"
         )
-    transport = import_module(module_name).TRANSPORT
+    transport = cast(ImageTransport, import_module(module_name).TRANSPORT)
     _LOADED[name] = transport
     return transport
 
