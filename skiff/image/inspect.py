@@ -121,16 +121,22 @@ def skopeo_inspect_output(info: InspectedImage, repo_tags: list[str] | None) -> 
             for d, _ in pairs
         ]
     labels = config.labels or None
-    return {
-        "Name": named.name if named is not None else "",
-        "Digest": str(info.digest),
-        "RepoTags": repo_tags if repo_tags is not None else [],
-        "Created": config.created or None,
-        "DockerVersion": str(config.data.get("docker_version") or ""),
-        "Labels": labels,
-        "Architecture": config.architecture,
-        "Os": config.os,
-        "Layers": layers,
-        "LayersData": layers_data,
-        "Env": config.env or None,
-    }
+    output: dict[str, Any] = {}
+    if named is not None:
+        # skopeo's Name is `omitempty`: absent for transports without a Docker name
+        output["Name"] = named.name
+    output.update(
+        {
+            "Digest": str(info.digest),
+            "RepoTags": repo_tags if repo_tags is not None else [],
+            "Created": config.created or None,
+            "DockerVersion": str(config.data.get("docker_version") or ""),
+            "Labels": labels,
+            "Architecture": config.architecture,
+            "Os": config.os,
+            "Layers": layers,
+            "LayersData": layers_data,
+            "Env": config.env or None,
+        }
+    )
+    return output

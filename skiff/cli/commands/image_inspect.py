@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format and args.format != "json":
         from skiff.cli.output import render_template
 
-        sys.stdout.write(render_template(args.format, output) + "\n")
+        sys.stdout.write(render_template(args.format, output))
     else:
         print(json.dumps(output, indent=4))
     return 0
