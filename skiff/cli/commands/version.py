@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.format:
         from skiff.cli.output import render_template
 
-        sys.stdout.write(render_template(args.format, {"Client": info}) + "\n")
+        sys.stdout.write(render_template(args.format, {"Client": info}))
     else:
         print(f"Version:      {info['Version']}")
         print(f"Python:       {info['PythonVersion']}")
