@@ -10,6 +10,7 @@ The public API is re-exported here; the modules are:
 - ``whiteouts``: whiteout names and overlay on-disk primitives
 - ``apply``: the extractor
 - ``diff``: the differ and the directory tar writer
+- ``tarsplit``: a tar's framing kept at extraction, to rebuild the same tar
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from __future__ import annotations
 from skiff.storage.archive.apply import ApplyResult, WhiteoutFormat, apply
 from skiff.storage.archive.decompress import detect_compression
 from skiff.storage.archive.diff import Change, changes, diff, tar_directory, write_tar
+from skiff.storage.archive.tarsplit import LayerTarReader, iter_layer_tar, open_layer_tar
 
 __all__ = [
     "ApplyResult",
     "Change",
+    "LayerTarReader",
     "WhiteoutFormat",
     "apply",
     "changes",
     "detect_compression",
     "diff",
+    "iter_layer_tar",
+    "open_layer_tar",
     "tar_directory",
     "write_tar",
 ]

@@ -71,6 +71,7 @@ from skiff.storage.archive.tarheader import (
     iter_headers,
     truncated,
 )
+from skiff.storage.archive.tarsplit import TarSplitWriter
 
 WhiteoutFormat = Literal["overlay", "vfs"]
 
@@ -112,6 +113,7 @@ def apply(
     preserve_owner: bool = True,
     skip_denied_devices: bool = False,
     ignore_xattr_errors: bool = False,
+    tar_split: str | os.PathLike[str] | None = None,
 ) -> ApplyResult:
     """Extract the layer ``stream`` into the existing directory ``layer_dir``.
 
@@ -124,10 +126,14 @@ def apply(
     warning instead of raising ArchiveWriteDenied.
     ``ignore_xattr_errors``: when the filesystem refuses an xattr, warn
     instead of raising ArchiveWriteDenied.
+    ``tar_split``: write the tar's framing there (see ``tarsplit``), so
+    ``tarsplit.iter_layer_tar`` can rebuild the exact tar later; the file
+    appears only when the whole stream was applied.
     """
     if whiteout_format not in ("overlay", "vfs"):
         raise StorageError(f"unknown whiteout format {whiteout_format!r}", "use 'overlay' or 'vfs'")
     source = DecompressedStream(stream, max_bytes=max_bytes, what=f"layer for {layer_dir}")
+    split: TarSplitWriter | None = None
     try:
         applier = _Applier(
             Path(layer_dir),
@@ -138,10 +144,18 @@ def apply(
             ignore_xattr_errors=ignore_xattr_errors,
         )
         try:
-            entries = applier.run(BlockReader(source.next_chunk), max_entries)
+            if tar_split is not None:
+                split = applier.split = TarSplitWriter(tar_split)
+            reader = BlockReader(source.next_chunk, split.raw if split is not None else None)
+            entries = applier.run(reader, max_entries)
         finally:
             applier.close()
+        if split is not None:
+            split.finish()
+            split = None
     finally:
+        if split is not None:
+            split.abort()
         source.close()
     if expected_digest is not None and source.digest != expected_digest:
         raise DigestMismatch(
@@ -204,6 +218,7 @@ class _Applier:
         self.whiteouts: set[bytes] = set()
         """overlay: whiteout devices this layer made (not valid link targets)."""
         self.dir_times: dict[bytes, tuple[int, int]] = {}
+        self.split: TarSplitWriter | None = None
 
     def close(self) -> None:
         self.tree.close()
@@ -275,8 +290,11 @@ class _Applier:
             fd = os.open(base, _O_NEWFILE, 0o600, dir_fd=pfd)
         try:
             size = header.size
-            if size and reader.write_to(fd, size) < size:
-                raise truncated(reader.position)
+            if size:
+                if self.split is not None:
+                    self.split.file(rel, size)
+                if reader.write_to(fd, size) < size:
+                    raise truncated(reader.position)
             if self.chown:
                 os.fchown(fd, header.uid, header.gid)
             os.fchmod(fd, header.mode)

@@ -139,6 +139,7 @@ class DecompressedStream:
     def close(self) -> None:
         """Stop the worker and wait for it; idempotent."""
         self._stop.set()
+        self._finished = True
         while self._thread.is_alive():
             try:
                 self._queue.get(timeout=0.1)
@@ -255,17 +256,18 @@ class DecompressedStream:
 
         frames = _ZstdFrames(self._what)
         source = _FeedingReader(self, first, frames)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            cast("IO[bytes]", source), read_size=self._chunk_size, read_across_frames=True
+        )
         try:
-            for out in zstandard.ZstdDecompressor().read_to_iter(
-                cast("IO[bytes]", source), read_size=self._chunk_size, write_size=self._chunk_size
-            ):
+            while out := reader.read(self._chunk_size):
                 self._emit(out)
         except zstandard.ZstdError as exc:
             raise InvalidArchive(
                 f"{self._what}: corrupt zstd data: {exc}", "the blob is damaged; fetch it again"
             ) from exc
-        # The decompressor stops at the end of what it was given; what it
-        # was given must end on a frame boundary.
+        # The decompressor stops quietly wherever its input ends; the input
+        # must end on a frame boundary.
         while source.read(self._chunk_size):
             pass
         frames.finish()

@@ -224,6 +224,17 @@ class _TarOut:
         yield from self._maybe_flush()
 
     def entry(self, rel: bytes, name: bytes, pfd: int, st: os.stat_result) -> Iterator[bytes]:
+        try:
+            yield from self._entry(rel, name, pfd, st)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINVAL, errno.ELOOP):  # replaced or gone
+                raise _changed(rel) from exc
+            raise StorageError(
+                f"cannot archive {describe(rel)}: {exc.strerror}",
+                "check the layer directory's permissions and filesystem",
+            ) from exc
+
+    def _entry(self, rel: bytes, name: bytes, pfd: int, st: os.stat_result) -> Iterator[bytes]:
         mode = st.st_mode
         header = TarHeader(
             name=rel,
@@ -270,14 +281,11 @@ class _TarOut:
             yield from self._maybe_flush()
 
     def _file_data(self, rel: bytes, name: bytes, pfd: int, st: os.stat_result) -> Iterator[bytes]:
-        fd = os.open(name, _O_READ, dir_fd=pfd)
+        fd = os.open(name, _O_READ, dir_fd=pfd)  # ELOOP if now a symlink
         try:
             now = os.fstat(fd)
             if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-                raise StorageError(
-                    f"{describe(rel)} changed while its layer was being archived",
-                    "stop the container and try again",
-                )
+                raise _changed(rel)
             remaining = st.st_size
             if remaining <= _FLUSH:
                 data = os.read(fd, remaining)
@@ -312,6 +320,13 @@ class _TarOut:
         self._buf += END_OF_ARCHIVE
         yield bytes(self._buf)
         self._buf.clear()
+
+
+def _changed(rel: bytes) -> StorageError:
+    return StorageError(
+        f"{describe(rel)} changed while its layer was being archived",
+        "stop the container and try again",
+    )
 
 
 def _shrank(rel: bytes) -> StorageError:

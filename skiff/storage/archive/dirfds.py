@@ -15,8 +15,9 @@ a directory that the archive has since replaced.
 Paths are normalised the way containers/storage does it (Go's
 ``filepath.Clean`` on the member name, then joined to the layer root): a
 leading ``/`` is dropped (``/etc/passwd`` means ``etc/passwd``), ``.`` and
-empty components vanish, and ``..`` is resolved lexically; a name that would
-climb above the root is refused.
+empty components vanish, and ``..`` is resolved lexically (``/..`` stays at
+the root, as Clean has it); a relative name that would climb above the root
+is refused.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ def clean_name(name: bytes, what: str = "member") -> bytes:
     if name and not name.startswith((b"/", b".")) and b"//" not in name and b"/." not in name:
         return name
     parts: list[bytes] = []
+    rooted = name.startswith(b"/")
     for part in name.split(b"/"):
         if not part or part == b".":
             continue
         if part == b"..":
             if not parts:
+                if rooted:  # Go's Clean: "/.." is "/"
+                    continue
                 raise UnsafeArchive(
                     f"{what} {name!r} points outside the layer",
                     "the layer is hostile; refusing to extract it",

@@ -97,12 +97,20 @@ class BlockReader:
     Member data is handed out as memoryview slices of the chunks it arrived
     in, so a big file goes from the decompressor's buffer to ``os.write``
     without a copy.
+
+    ``tap``, when given, sees every byte consumed by ``read``, ``skip`` and
+    ``drain`` (in stream order) but not what ``write_to`` writes: exactly
+    the tar's framing without the file contents, which is what a tar-split
+    record keeps.
     """
 
-    __slots__ = ("_base", "_buf", "_len", "_mv", "_next", "_pos")
+    __slots__ = ("_base", "_buf", "_len", "_mv", "_next", "_pos", "_tap")
 
-    def __init__(self, next_chunk: Callable[[], bytes]) -> None:
+    def __init__(
+        self, next_chunk: Callable[[], bytes], tap: Callable[[bytes], None] | None = None
+    ) -> None:
         self._next = next_chunk
+        self._tap = tap
         self._buf = b""
         self._mv = memoryview(self._buf)
         self._len = 0
@@ -130,20 +138,25 @@ class BlockReader:
         end = pos + size
         if end <= self._len:
             self._pos = end
-            return self._buf[pos:end]
-        parts = [self._buf[pos:]]
-        got = self._len - pos
-        self._pos = self._len
-        while got < size and self._fill():
-            take = min(size - got, self._len)
-            parts.append(self._buf[:take])
-            self._pos = take
-            got += take
-        return b"".join(parts)
+            data = self._buf[pos:end]
+        else:
+            parts = [self._buf[pos:]]
+            got = self._len - pos
+            self._pos = self._len
+            while got < size and self._fill():
+                take = min(size - got, self._len)
+                parts.append(self._buf[:take])
+                self._pos = take
+                got += take
+            data = b"".join(parts)
+        if self._tap is not None:
+            self._tap(data)
+        return data
 
     def skip(self, size: int) -> int:
         """Skip up to ``size`` bytes; returns how many were skipped."""
         skipped = 0
+        tap = self._tap
         while size > 0:
             avail = self._len - self._pos
             if avail == 0:
@@ -151,6 +164,8 @@ class BlockReader:
                     break
                 continue
             take = min(size, avail)
+            if tap is not None:
+                tap(self._buf[self._pos : self._pos + take])
             self._pos += take
             size -= take
             skipped += take
@@ -187,8 +202,12 @@ class BlockReader:
 
     def drain(self) -> None:
         """Consume the rest of the stream (so it is hashed whole)."""
+        if self._tap is not None and self._pos < self._len:
+            self._tap(self._buf[self._pos :])
         self._pos = self._len
         while self._fill():
+            if self._tap is not None:
+                self._tap(self._buf)
             self._pos = self._len
 
 
@@ -410,6 +429,16 @@ def apply_pax(header: TarHeader, records: dict[bytes, bytes]) -> None:
         if key.startswith(b"SCHILY.xattr."):
             header.xattrs[key[13:].decode("utf-8", "surrogateescape")] = value
             continue
+        if key.startswith(b"LIBARCHIVE.xattr."):
+            name = unquote_to_bytes(key[17:]).decode("utf-8", "surrogateescape")
+            text = value.rstrip(b"=")
+            try:
+                header.xattrs[name] = base64.b64decode(text + b"=" * (-len(text) % 4))
+            except ValueError:
+                raise InvalidArchive(
+                    f"malformed LIBARCHIVE.xattr value for {name!r}", "the layer is damaged"
+                ) from None
+            continue
         if not value:
             continue
         if key == b"mtime":
@@ -434,14 +463,6 @@ def apply_pax(header: TarHeader, records: dict[bytes, bytes]) -> None:
             header.devmajor = _pax_int(key, value)
         elif key == b"SCHILY.devminor":
             header.devminor = _pax_int(key, value)
-        elif key.startswith(b"LIBARCHIVE.xattr."):
-            name = unquote_to_bytes(key[17:]).decode("utf-8", "surrogateescape")
-            try:
-                header.xattrs[name] = base64.b64decode(value + b"==", validate=False)
-            except ValueError:
-                raise InvalidArchive(
-                    f"malformed LIBARCHIVE.xattr value for {name!r}", "the layer is damaged"
-                ) from None
         elif key.startswith(b"GNU.sparse."):
             raise InvalidArchive(
                 f"member {header.name!r} is a GNU sparse file, which skiff does not read",

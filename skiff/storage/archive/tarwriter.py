@@ -5,14 +5,18 @@ tar), so the encoding is fixed: a value goes into the ustar field when it
 fits and into a PAX ``x`` record otherwise (names and link targets over 100
 bytes, ids over 2097151, sizes of 8 GiB and more, times outside the octal
 range, user and group names over 31 bytes) plus ``SCHILY.xattr.*`` for
-extended attributes. Records are sorted by key. Numbers that overflow their
-ustar field also get GNU base-256 there, for readers that ignore PAX.
+extended attributes (``LIBARCHIVE.xattr.*``, URL-encoded, for the rare names
+holding "=" that SCHILY records cannot carry). Records are sorted by key.
+Numbers that overflow their ustar field also get GNU base-256 there, for
+readers that ignore PAX.
 Times are whole seconds unless ``subsecond`` asks for PAX fractions.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Final
+from urllib.parse import quote_from_bytes
 
 from skiff.storage.archive.tarheader import (
     BLKTYPE,
@@ -161,7 +165,13 @@ def encode_header(header: TarHeader, *, subsecond: bool = False) -> bytes:
         devminor=_number(header.devminor, 8, pax, b"SCHILY.devminor") if device else bytes(8),
     )
     for xname, value in header.xattrs.items():
-        pax[b"SCHILY.xattr." + xname.encode("utf-8", "surrogateescape")] = value
+        raw = xname.encode("utf-8", "surrogateescape")
+        if b"=" in raw or b"\0" in raw or b"%" in raw:
+            # SCHILY.xattr cannot hold such a name (the record splits at the
+            # first "="); libarchive's form URL-encodes it.
+            pax[b"LIBARCHIVE.xattr." + quote_from_bytes(raw).encode()] = base64.b64encode(value)
+        else:
+            pax[b"SCHILY.xattr." + raw] = value
     if not pax:
         return block
     data = b"".join(pax_record(key, pax[key]) for key in sorted(pax))
