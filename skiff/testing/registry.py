@@ -318,20 +318,27 @@ class RegistryFactory:
         if errors:
             raise errors[0]
 
-    def start(self, variant: Variant = Variant.PLAIN) -> RunningRegistry:
-        """Start a registry of ``variant``; it is stopped by ``close()``."""
+    def start(
+        self, variant: Variant = Variant.PLAIN, extra_config: dict[str, Any] | None = None
+    ) -> RunningRegistry:
+        """Start a registry of ``variant``; it is stopped by ``close()``.
+
+        ``extra_config`` adds top-level sections to its config.yml (e.g.
+        ``{"compatibility": {"schema1": {"enabled": True}}}`` to accept
+        Docker schema 1 pushes).
+        """
         self._counter += 1
         root = self.base_dir / f"registry-{variant.value}-{self._counter}"
         root.mkdir(parents=True)
         try:
-            registry = self._start(variant, root)
+            registry = self._start(variant, root, extra_config or {})
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
         self._started.append(registry)
         return registry
 
-    def _start(self, variant: Variant, root: Path) -> RunningRegistry:
+    def _start(self, variant: Variant, root: Path, extra_config: dict[str, Any]) -> RunningRegistry:
         storage = root / "storage"
         storage.mkdir()
         tls_dir = root / "tls"
@@ -381,7 +388,9 @@ class RegistryFactory:
             }
 
         try:
-            process, port, log_file = self._launch(root, storage, tls_files, auth, variant)
+            process, port, log_file = self._launch(
+                root, storage, tls_files, auth, variant, extra_config
+            )
         except BaseException:
             if token_server is not None:
                 token_server.stop()
@@ -437,6 +446,7 @@ class RegistryFactory:
         tls_files: tuple[Path, Path] | None,
         auth: dict[str, Any] | None,
         variant: Variant,
+        extra_config: dict[str, Any],
     ) -> tuple[subprocess.Popen[bytes], int, IO[bytes]]:
         """Start the process on a free port; retry on a lost port race."""
         import yaml
@@ -452,9 +462,8 @@ class RegistryFactory:
         reason = ""
         for _attempt in range(_PORT_ATTEMPTS):
             port = _free_port()
-            config_path.write_text(
-                yaml.safe_dump(_registry_config(port, storage, tls_files, auth), sort_keys=False)
-            )
+            config = {**_registry_config(port, storage, tls_files, auth), **extra_config}
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             log_file = log_path.open("wb")
             process = subprocess.Popen(
                 ["setpriv", "--pdeathsig", "TERM", "--", binary, "serve", str(config_path)],
