@@ -15,6 +15,8 @@ times by ``tar -xpf`` (``--numeric-owner``, decompression by tar's own
 (vfs format) into a fresh directory on tmpfs; the table shows the median
 CPU time (user+sys, children included) and wall time of each, and the
 ratio skiff/tar. Directories are removed between runs, outside the timing.
+``--tar-split`` makes skiff also write the tar-split record the store keeps
+(GNU tar has no counterpart).
 """
 
 from __future__ import annotations
@@ -113,11 +115,15 @@ def time_gnu_tar(layer: Path, dest: Path) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, wall
 
 
+TAR_SPLIT = False
+
+
 def time_apply(layer: Path, dest: Path) -> tuple[float, float]:
+    split = dest.with_name(dest.name + ".tar-split") if TAR_SPLIT else None
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     with layer.open("rb") as stream:
-        apply(stream, dest, whiteout_format="vfs")
+        apply(stream, dest, whiteout_format="vfs", tar_split=split)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -140,6 +146,7 @@ def bench(layer: Path, work: Path, runs: int) -> None:
             dest = Path(tempfile.mkdtemp(dir=work, prefix=f"x-{name}-"))
             results[name].append(func(layer, dest))
             shutil.rmtree(dest)
+            Path(f"{dest}.tar-split").unlink(missing_ok=True)
     tar_cpu = statistics.median(c for c, _ in results["tar"])
     tar_wall = statistics.median(w for _, w in results["tar"])
     our_cpu = statistics.median(c for c, _ in results["skiff"])
@@ -161,7 +168,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workdir", default="/dev/shm")
     parser.add_argument("--layer", action="append", type=Path, default=[])
+    parser.add_argument(
+        "--tar-split", action="store_true", help="also write a tar-split record, as the store does"
+    )
     args = parser.parse_args()
+    global TAR_SPLIT  # noqa: PLW0603 (a benchmark switch)
+    TAR_SPLIT = args.tar_split
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix="skiff-bench-untar-"))
     try:
         layers = list(args.layer)

@@ -428,6 +428,26 @@ def test_vfs_opaque_keeps_only_this_layers_entries(layer: Path, marker_first: bo
     assert sorted(p.name for p in (layer / "var/cache/merged").iterdir()) == ["mine"]
 
 
+def test_vfs_opaque_after_content_in_a_lower_subdirectory(layer: Path) -> None:
+    """The layer writes into var/cache/merged (a lower directory it does not
+    list) before the opaque marker: the directory stays, with only this
+    layer's entry in it."""
+    populate_lower(layer)
+    apply_members(
+        [
+            Member("var/cache/merged/deeper/mine", "file", b"m"),
+            Member("var/cache/.wh..wh..opq", "file"),
+        ],
+        layer,
+        whiteout_format="vfs",
+    )
+    assert sorted(str(p.relative_to(layer)) for p in (layer / "var/cache").rglob("*")) == [
+        "var/cache/merged",
+        "var/cache/merged/deeper",
+        "var/cache/merged/deeper/mine",
+    ]
+
+
 def test_aufs_metadata_is_skipped_with_a_warning(layer: Path) -> None:
     result = apply_members([Member(".wh..wh.plnk/", "dir"), Member("f", "file", b"")], layer)
     assert not (layer / ".wh..wh.plnk").exists()
@@ -473,9 +493,10 @@ def test_entry_limit(layer: Path) -> None:
     apply_members(members, layer, max_entries=11)
 
 
-def test_overlay_xattrs_in_a_layer_are_refused(layer: Path) -> None:
-    with pytest.raises(UnsafeArchive, match=r"trusted\.overlay\.redirect"):
-        apply_members([Member("d/", "dir", xattrs={"trusted.overlay.redirect": b"/etc"})], layer)
+@pytest.mark.parametrize("name", ["trusted.overlay.redirect", "user.overlay.opaque"])
+def test_overlay_xattrs_in_a_layer_are_refused(layer: Path, name: str) -> None:
+    with pytest.raises(UnsafeArchive, match=f"overlayfs attribute {name}"):
+        apply_members([Member("d/", "dir", xattrs={name: b"y"})], layer)
 
 
 def test_without_preserve_owner_files_belong_to_the_caller(layer: Path) -> None:

@@ -214,7 +214,8 @@ class _Applier:
         self.ignore_xattr_errors = ignore_xattr_errors
         self.warnings: list[str] = []
         self.written: set[bytes] = set()
-        """vfs: every path this layer wrote (an opaque marker keeps only these)."""
+        """vfs: every path this layer wrote, and their ancestors (an opaque
+        marker keeps only these)."""
         self.whiteouts: set[bytes] = set()
         """overlay: whiteout devices this layer made (not valid link targets)."""
         self.dir_times: dict[bytes, tuple[int, int]] = {}
@@ -232,9 +233,10 @@ class _Applier:
         tree = self.tree
         vfs = self.vfs
         written = self.written
+        limit = max_entries if max_entries is not None else 1 << 62
         for header in iter_headers(reader):
             count += 1
-            if max_entries is not None and count > max_entries:
+            if count > limit:
                 raise UnsafeArchive(
                     f"layer has more than the limit of {max_entries} entries",
                     "refusing a possible tar bomb; raise the limit if the layer is genuine",
@@ -264,8 +266,14 @@ class _Applier:
                     self._special(pfd, rel, base, header)
             except OSError as exc:
                 raise self._os_error(exc, rel) from exc
-            if vfs:
+            if vfs and rel not in written:
+                # Keep the path and its ancestors: an opaque marker later in
+                # the layer must not remove a lower directory this layer
+                # wrote into (it empties it of lower entries instead).
                 written.add(rel)
+                while parent and parent not in written:
+                    written.add(parent)
+                    parent = parent.rpartition(b"/")[0]
         reader.drain()
         self._fix_dir_times()
         return count
@@ -492,7 +500,7 @@ class _Applier:
         self, target: int | str, rel: bytes, xattrs: dict[str, bytes], follow: bool
     ) -> None:
         for name, value in xattrs.items():
-            if name.startswith(wh.OVERLAY_XATTR_PREFIX):
+            if name.startswith(wh.OVERLAY_XATTR_PREFIXES):
                 raise UnsafeArchive(
                     f"{describe(rel)} carries the overlayfs attribute {name}",
                     "a layer may not set overlay metadata itself; refusing it",
@@ -623,6 +631,6 @@ def _copy_fd(src: int, dst: int) -> None:
 
 def _copy_xattrs(src: int, dst: int) -> None:
     for name in os.listxattr(src):
-        if name.startswith(wh.OVERLAY_XATTR_PREFIX):
+        if name.startswith(wh.OVERLAY_XATTR_PREFIXES):
             continue
         os.setxattr(dst, name, os.getxattr(src, name))

@@ -69,7 +69,10 @@ class Change(NamedTuple):
 
 
 def keep_xattr(name: str) -> bool:
-    """The xattrs a layer carries (containers/storage's choice)."""
+    """The xattrs a layer carries (containers/storage's choice), never
+    overlayfs's own metadata."""
+    if name.startswith(wh.OVERLAY_XATTR_PREFIXES):
+        return False
     return name.startswith("user.") or name == "security.capability"
 
 

@@ -37,6 +37,10 @@ WHITEOUT_META_PREFIX: Final = b".wh..wh."
 OPAQUE_MARKER: Final = b".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR: Final = "trusted.overlay.opaque"
 OVERLAY_XATTR_PREFIX: Final = "trusted.overlay."
+OVERLAY_XATTR_PREFIXES: Final = ("trusted.overlay.", "user.overlay.")
+"""overlayfs metadata: ``trusted.`` for root mounts, ``user.`` for rootless
+(``userxattr``) ones. Never layer content: a layer setting them could change
+what the kernel shows."""
 
 
 def whiteout_target(parent: bytes, base: bytes) -> bytes:
