@@ -4,7 +4,9 @@ The entry is chosen when the source opens, so a wrong name or an ambiguous
 layout fails before anything is copied. Manifests are returned as the raw
 blob bytes with the media type index.json gives them (guessed from the
 content when the entry does not say); instances of an index are read by
-digest. Nothing is verified here: the copy engine checks every digest.
+digest. Every manifest is read by a digest (index.json names the top-level
+one), so its bytes are verified here, before anything parses them; blobs
+are streamed unverified and the copy engine checks them.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class OCILayoutSource:
         else:
             digest, media_type = instance_digest, ""
         raw = read_blob_bytes(self._reader, digest, MAX_MANIFEST_SIZE, "manifest")
+        digest.verify_bytes(raw, what=f"manifest {digest} in {self._reader.label}")
         return raw, media_type or guess_media_type(raw)
 
     def get_blob(self, info: BlobInfo) -> tuple[ClosableReader, int]:
