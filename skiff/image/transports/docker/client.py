@@ -396,20 +396,38 @@ class RegistryClient:
         ok: Collection[int] = (200,),
         limit: int = DEFAULT_BODY_LIMIT,
     ) -> Reply:
-        """A registry request whose answer body is read (bounded by ``limit``)."""
-        resp, url = self.perform(
-            method,
-            target_url,
-            context=context,
-            target=target,
-            scopes=scopes,
-            headers=headers,
-            body=body,
-            ok=ok,
-        )
-        # Read even a HEAD's empty body: http.client only considers the
-        # exchange finished (and the pooled connection reusable) after that.
-        data, truncated = read_limited(resp, limit)
+        """A registry request whose answer body is read (bounded by ``limit``).
+
+        A body cut off by a broken connection is a network failure like a
+        refused connection: the request (its body is bytes, so replayable)
+        is sent again up to ``retry_times`` times.
+        """
+        attempt = 0
+        while True:
+            resp, url = self.perform(
+                method,
+                target_url,
+                context=context,
+                target=target,
+                scopes=scopes,
+                headers=headers,
+                body=body,
+                ok=ok,
+            )
+            # Read even a HEAD's empty body: http.client only considers the
+            # exchange finished (and the pooled connection reusable) after that.
+            try:
+                data, truncated = read_limited(resp, limit)
+                break
+            except (Urllib3Error, OSError) as exc:
+                error = RegistryUnavailable(
+                    f"{context}: connection broken while reading the answer from {url}: {exc}",
+                    "check that the registry is reachable, or raise --retry-times",
+                )
+                if attempt >= self.ctx.retry_times:
+                    raise error from exc
+                self._wait(attempt, None, error.message)
+                attempt += 1
         if truncated:
             if target is Target.MANIFEST:
                 raise ManifestError(
