@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import tarfile
+import tempfile
 
 import pytest
 from hypothesis import given, settings
@@ -269,10 +271,7 @@ def test_member_data_is_skipped_when_not_read() -> None:
     assert [h.name for h in headers_of(data)] == [b"a", b"b"]
 
 
-def test_block_reader_writes_members_across_chunk_boundaries(tmp_path: object) -> None:
-    import os
-    import tempfile
-
+def test_block_reader_writes_members_across_chunk_boundaries() -> None:
     payload = bytes(range(256)) * 20
     data = layer_tar([Member("a", "file", payload), Member("b", "file", b"tail")])
     for chunk in (1, 7, 511, 512, 513, 4096):
@@ -333,7 +332,7 @@ def test_writer_round_trip(header: th.TarHeader) -> None:
     assert got == header
 
 
-def test_writer_output_is_read_by_tarfile_and_gnu_tar(tmp_path: object) -> None:
+def test_writer_output_is_read_by_tarfile_and_gnu_tar() -> None:
     members = [
         th.TarHeader(name=b"dir/", typeflag=th.DIRTYPE, mode=0o755),
         th.TarHeader(name=b"dir/" + b"long" * 40, size=5, mode=0o4755, uid=5_000_000),
