@@ -111,8 +111,8 @@ def from_mask(mask: int) -> frozenset[str]:
 
 
 def _sorted(caps: Iterable[str]) -> list[str]:
-    order = {name: i for i, name in enumerate(CAPABILITIES)}
-    return sorted(set(caps), key=lambda c: order[c])
+    """Alphabetical, as podman lists them (runtimes do not care)."""
+    return sorted(set(caps))
 
 
 def merge(

@@ -3,13 +3,14 @@
 The rules are runc's ``GetExecUser`` as podman 4 applies them (checked
 against ``podman create --user ...`` config.json files):
 
-- no user: uid 0, gid 0, no additional groups, HOME of uid 0's entry;
+- no user: uid 0, gid 0, HOME of uid 0's entry;
 - ``NAME``: its passwd entry; ``UID``: the entry with that uid, or just the
   number (gid 0, HOME "/") when there is none; an unknown name is an error;
-- ``:GROUP`` (name or number) replaces the primary group; without it the
-  additional groups are the /etc/group entries that list the user by name,
-  or the primary gid when there are none; with it, just that gid;
-- ``--group-add`` entries (names or numbers) are appended.
+- ``:GROUP`` (name or number) replaces the primary group;
+- additional groups, in podman's order: the primary gid (when a user was
+  given at all), the ``--group-add`` entries (names or numbers), then —
+  unless a group was given — the /etc/group entries that list the user's
+  name (for no user: uid 0's name); duplicates dropped.
 
 /etc/passwd and /etc/group are read through ``rootfs.read_file``: inside the
 rootfs, never following a symlink out of it (CVE-2024-9676).
@@ -195,13 +196,11 @@ def resolve_user(rootfs: Path, user_spec: str, group_add: Sequence[str] = ()) ->
     additional: list[int] = []
     if group is not None:
         gid = lookup_group(group, "the group")
+    if user:
         additional.append(gid)
-    elif user:
-        if entry is not None:
-            additional.extend(g.gid for g in group_db() if entry.name in g.members)
-        if not additional:
-            additional.append(gid)
     additional.extend(lookup_group(g, "--group-add") for g in group_add)
+    if group is None and entry is not None:
+        additional.extend(g.gid for g in group_db() if entry.name in g.members)
     return ExecUser(
         uid=uid,
         gid=gid,
