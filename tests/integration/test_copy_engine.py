@@ -43,13 +43,13 @@ from skiff.oci.digest import Digest, sha256_of
 from skiff.oci.manifest import (
     ImageIndex,
     ImageManifest,
-    dumps_json,
     manifest_digest,
     parse_manifest,
 )
 from skiff.oci.platform import host_platform
 from skiff.testing.busybox import BusyboxImage, build_busybox_layout, build_layered_layout
 from skiff.testing.faultproxy import FaultProxy
+from skiff.testing.multiarch import MultiArchImage, build_multiarch_layout
 from skiff.testing.registry import RunningRegistry, Variant
 from skiff.testing.schema1 import SCHEMA1_SIGNED, Schema1Layer, signed_schema1
 
@@ -132,61 +132,10 @@ class ConcurrencyRecorder:
 # --- building test images ----------------------------------------------------------------
 
 
-def add_index(layout: Path, images: list[BusyboxImage], tag: str) -> tuple[Digest, bytes]:
-    """Write an OCI index over ``images`` (already in ``layout``) and tag it."""
-    manifests = []
-    for image in images:
-        config = json.loads(image.config_bytes())
-        platform = {"architecture": config["architecture"], "os": config["os"]}
-        if config.get("variant"):
-            platform["variant"] = config["variant"]
-        manifests.append(
-            {
-                "mediaType": mt.OCI_MANIFEST,
-                "digest": str(image.manifest_digest),
-                "size": image.manifest_size,
-                "platform": platform,
-            }
-        )
-    raw = dumps_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests})
-    digest = sha256_of(raw)
-    (layout / "blobs" / "sha256" / digest.hex).write_bytes(raw)
-    index_path = layout / "index.json"
-    index = json.loads(index_path.read_text())
-    index["manifests"].append(
-        {
-            "mediaType": mt.OCI_INDEX,
-            "digest": str(digest),
-            "size": len(raw),
-            "annotations": {REF_NAME: tag},
-        }
-    )
-    index_path.write_text(json.dumps(index))
-    return digest, raw
-
-
-PLATFORMS = [("amd64", ""), ("arm64", "v8"), ("arm", "v7"), ("arm", "v6")]
-
-
 @pytest.fixture
-def multiarch(tmp_shm: Path) -> tuple[Path, dict[str, BusyboxImage], Digest]:
+def multiarch(tmp_shm: Path) -> MultiArchImage:
     """An OCI layout tagged ``multi``: an index of four single-layer images."""
-    layout = tmp_shm / "multiarch"
-    images = {}
-    for arch, variant in PLATFORMS:
-        key = f"{arch}/{variant}" if variant else arch
-        overrides: dict[str, Any] = {"architecture": arch, "os": "linux"}
-        if variant:
-            overrides["variant"] = variant
-        images[key] = build_layered_layout(
-            layout,
-            [{"platform.txt": key.encode()}],
-            tag=key.replace("/", "-"),
-            with_busybox=False,
-            config_overrides=overrides,
-        )
-    digest, _ = add_index(layout, list(images.values()), "multi")
-    return layout, images, digest
+    return build_multiarch_layout(tmp_shm / "multiarch")
 
 
 # --- parallelism ----------------------------------------------------------------------------
@@ -318,13 +267,13 @@ def test_announced_size_is_checked(tmp_shm: Path) -> None:
 
 
 def test_all_copies_the_index_unchanged(
-    multiarch: tuple[Path, dict[str, BusyboxImage], Digest],
+    multiarch: MultiArchImage,
     registry: RunningRegistry,
     unique_repo: str,
 ) -> None:
-    layout, images, index_digest = multiarch
+    images, index_digest = multiarch.images, multiarch.index_digest
     dest = f"docker://{registry.host}/{unique_repo}:multi"
-    report = copy(f"oci:{layout}:multi", dest, registry.context, copy_all=True)
+    report = copy(multiarch.reference, dest, registry.context, copy_all=True)
     assert report.manifest_digest == index_digest
     assert [r.manifest_digest for r in report.instances] == [
         images[k].manifest_digest for k in images
@@ -340,53 +289,50 @@ def test_all_copies_the_index_unchanged(
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({}, host_platform().architecture),
-        ({"override_arch": "arm64"}, "arm64/v8"),
-        ({"override_arch": "arm", "override_variant": "v6"}, "arm/v6"),
-        ({"override_arch": "arm"}, "arm/v7"),
+        ({}, f"linux/{host_platform().architecture}"),
+        ({"override_arch": "arm64"}, "linux/arm64/v8"),
+        ({"override_arch": "arm", "override_variant": "v6"}, "linux/arm/v6"),
+        ({"override_arch": "arm"}, "linux/arm/v7"),
     ],
 )
 def test_one_platform_is_chosen_from_an_index(
-    multiarch: tuple[Path, dict[str, BusyboxImage], Digest],
+    multiarch: MultiArchImage,
     tmp_shm: Path,
     overrides: dict[str, str],
     expected: str,
 ) -> None:
-    layout, images, _ = multiarch
+    images = multiarch.images
     ctx = SystemContext(**overrides)  # type: ignore[arg-type]
     dest = tmp_shm / "out"
-    report = copy(f"oci:{layout}:multi", f"oci:{dest}:one", ctx)
+    report = copy(multiarch.reference, f"oci:{dest}:one", ctx)
     assert report.manifest_digest == images[expected].manifest_digest
     raw, _ = layout_manifest(dest, "one")
     assert sha256_of(raw) == images[expected].manifest_digest
 
 
-def test_no_matching_platform_is_a_clear_error(
-    multiarch: tuple[Path, dict[str, BusyboxImage], Digest], tmp_shm: Path
-) -> None:
-    layout, _, _ = multiarch
+def test_no_matching_platform_is_a_clear_error(multiarch: MultiArchImage, tmp_shm: Path) -> None:
     with pytest.raises(ManifestError, match="s390x") as info:
-        copy(f"oci:{layout}:multi", f"oci:{tmp_shm / 'out'}", SystemContext(override_arch="s390x"))
+        copy(multiarch.reference, f"oci:{tmp_shm / 'out'}", SystemContext(override_arch="s390x"))
     assert "available: linux/amd64" in str(info.value)
     assert not (tmp_shm / "out").exists()
 
 
 def test_all_with_format_converts_every_instance(
-    multiarch: tuple[Path, dict[str, BusyboxImage], Digest],
+    multiarch: MultiArchImage,
     registry: RunningRegistry,
     tmp_shm: Path,
     unique_repo: str,
 ) -> None:
-    layout, images, index_digest = multiarch
+    images, index_digest = multiarch.images, multiarch.index_digest
     dest = f"docker://{registry.host}/{unique_repo}:v2s2"
     report = copy(
-        f"oci:{layout}:multi", dest, registry.context, copy_all=True, manifest_format=mt.DOCKER_V2S2
+        multiarch.reference, dest, registry.context, copy_all=True, manifest_format=mt.DOCKER_V2S2
     )
     assert report.manifest_type == mt.DOCKER_LIST and report.manifest_digest != index_digest
     index = parse_manifest(report.manifest, mt.DOCKER_LIST)
     assert isinstance(index, ImageIndex)
     assert [d.platform for d in index.manifests] == [
-        parse_manifest(layout_blob(layout, index_digest)).manifests[i].platform  # type: ignore[union-attr]
+        parse_manifest(multiarch.index_bytes).manifests[i].platform  # type: ignore[union-attr]
         for i in range(len(images))
     ]
     # back to an OCI layout: converted again, and the layers never changed
