@@ -6,12 +6,14 @@
 
 Without ``--layer`` it generates a source tree (small files of 0-8 KiB in
 100 directories plus a few large files, all compressible like binaries and
-text) and packs it with GNU tar (pax format) into three layers:
-small files gzip, small files plain (extraction cost per entry, no
-decompression), large files gzip (throughput). zstd variants are added
-when the ``zstd`` tool is installed. Each layer is extracted ``--runs``
-times by ``tar -xpf`` (``--numeric-owner``, decompression by tar's own
-``gzip``/``zstd`` child) and by ``skiff.storage.archive.apply``
+text) and packs it with GNU tar into layers: small files gzip, small files
+plain (extraction cost per entry, no decompression) in pax format (a PAX
+header per member, as GNU tar writes them) and in GNU format (no PAX
+headers, like most Go-written layers), large files gzip (throughput). zstd
+variants are added when the ``zstd`` tool is installed. Each layer is
+extracted ``--runs`` times by ``tar -xpf`` (``--numeric-owner``,
+decompression by tar's own ``gzip``/``zstd`` child) and by
+``skiff.storage.archive.apply``
 (vfs format) into a fresh directory on tmpfs; the table shows the median
 CPU time (user+sys, children included) and wall time of each, and the
 ratio skiff/tar. Directories are removed between runs, outside the timing.
@@ -84,10 +86,10 @@ def make_tree(root: Path, files: int, large: int, large_mib: int) -> tuple[Path,
     return small, big
 
 
-def pack(source: Path, target: Path, compress: str) -> Path:
+def pack(source: Path, target: Path, compress: str, fmt: str = "posix") -> Path:
     tar = target.with_suffix(".tar")
     subprocess.run(
-        ["tar", "--format=posix", "--numeric-owner", "-C", str(source), "-cf", str(tar), "."],
+        ["tar", f"--format={fmt}", "--numeric-owner", "-C", str(source), "-cf", str(tar), "."],
         check=True,
     )
     if compress == "gzip":
@@ -181,6 +183,7 @@ def main() -> None:
             small, big = make_tree(work / "src", args.files, args.large, args.large_mib)
             layers.append(pack(small, work / "small", "gzip"))
             layers.append(pack(small, work / "small-plain", ""))
+            layers.append(pack(small, work / "small-plain-ustar", "", fmt="gnu"))
             layers.append(pack(big, work / "large", "gzip"))
             if shutil.which("zstd"):
                 layers.append(pack(small, work / "small-zstd", "zstd"))
