@@ -11,6 +11,11 @@ The public API is re-exported here; the modules are:
 - ``apply``: the extractor
 - ``diff``: the differ and the directory tar writer
 - ``tarsplit``: a tar's framing kept at extraction, to rebuild the same tar
+
+Note: the package attribute ``apply`` is the function (``from
+skiff.storage.archive import apply; apply(stream, layer_dir)``), which
+shadows the submodule of the same name; import types from the submodule by
+its full name (``from skiff.storage.archive.apply import ApplyResult``).
 """
 
 from __future__ import annotations
