@@ -51,8 +51,20 @@ IMAGE_COMMANDS: dict[str, Cmd | Group] = {
     "delete": _c("image_delete", "Delete an image from a registry or other transport"),
 }
 
+NETWORK_COMMANDS: dict[str, Cmd | Group] = {
+    "create": _c("network", "Create a network"),
+    "ls": _c("network", "List networks", "list"),
+    "inspect": _c("network", "Show the configuration of networks"),
+    "rm": _c("network", "Remove networks", "remove"),
+    "prune": _c("network", "Remove networks no container uses"),
+    "exists": _c("network", "Exit 0 if a network exists, 1 if not"),
+    "connect": _c("network", "Connect a running container to a network"),
+    "disconnect": _c("network", "Disconnect a container from a network"),
+}
+
 COMMANDS: dict[str, Cmd | Group] = {
     "image": Group("Manage images", IMAGE_COMMANDS),
+    "network": Group("Manage networks", NETWORK_COMMANDS),
     "login": _c("login", "Log in to a container registry"),
     "logout": _c("logout", "Log out of a container registry"),
     "version": _c("version", "Show version information"),

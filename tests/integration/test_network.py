@@ -10,20 +10,15 @@ if anything (bridge, firewall rule, namespace mount, aardvark-dns) remains.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import itertools
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,13 +36,19 @@ from skiff.runtime.network.setup import (
     setup_network,
     teardown_network,
 )
-from skiff.runtime.network.store import (
-    CreateOptions,
-    NetworkInUse,
-    NetworkStore,
-    host_routes,
-)
+from skiff.runtime.network.store import CreateOptions, NetworkInUse, NetworkStore
 from skiff.storage.store import Store
+from skiff.testing.network import (
+    NetworkSandbox,
+    chains,
+    free_subnet,
+    interface_exists,
+    iptables_lines,
+    mounts_under,
+    network_sandbox,
+    rules_of,
+    wait_for,
+)
 
 BUSYBOX = "/bin/busybox"
 NETAVARK = Path("/usr/lib/podman/netavark")
@@ -58,34 +59,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("nsenter") is None, reason="nsenter is not installed"),
 ]
 
-_counter = itertools.count()
 _TAG = f"{os.getpid() % 100000}"
-
-
-def _iptables_lines() -> list[str]:
-    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if line and not line.startswith("#")]
-
-
-def _free_subnet() -> str:
-    """A /24 from 10.89.128.0/17 that no host route touches (rotating, per process)."""
-    routes = host_routes()
-    for _ in range(127):
-        third = 128 + (next(_counter) + os.getpid()) % 127
-        candidate = ipaddress.ip_network(f"10.89.{third}.0/24")
-        if not any(r.version == 4 and r.overlaps(candidate) for r in routes):
-            return str(candidate)
-    raise AssertionError("no free test subnet in 10.89.128.0/17")
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
 
 
 def _in_netns(path: Path, *argv: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
@@ -118,59 +92,24 @@ def _nslookup(netns: Path, name: str, server: str) -> list[str]:
     return re.findall(r"Address:\s*([0-9a-f.:]+)", answer)
 
 
-def _mounted(path_prefix: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(path_prefix))]
-
-
-def _chains(network: Network) -> tuple[str, str]:
-    """The iptables chains netavark makes for a network (named by a digest of its name)."""
-    digest = hashlib.sha512(network.name.encode()).hexdigest()[:13].upper()
-    return f"NETAVARK-{digest}", f"NETAVARK-DN-{digest}"
-
-
-def _rules_of(network: Network, extra: tuple[str, ...] = ()) -> list[str]:
-    """iptables-save lines about ``network``, except netavark 1.4's empty DN chain.
-
-    netavark 1.4 keeps the (empty) port-forwarding chain of a network when
-    the last container to leave it published no ports; it holds no rule and
-    is reused by the next container. podman on the same netavark does the same.
-    """
-    subnet = str(network.subnets[0].subnet)
-    chain, dn_chain = _chains(network)
-    return [
-        line
-        for line in _iptables_lines()
-        if (subnet in line or chain in line or dn_chain in line or any(e in line for e in extra))
-        and line != f":{dn_chain} - [0:0]"
-    ]
-
-
-def _interface_exists(name: str) -> bool:
-    return Path("/sys/class/net", name).exists()
-
-
 @dataclass
 class NetEnv:
-    """A store on tmpfs plus everything a test made, for the cleanup at the end."""
+    """A store on tmpfs, and the sandbox that checks and cleans the host after the test."""
 
     store: Store
     root: Path
-    networks: list[Network] = field(default_factory=list)
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sandbox: NetworkSandbox
 
-    def network(self, dns: bool = True, subnet: str | None = None, **kw: object) -> Network:
-        index = len(self.networks)
+    def network(self, dns: bool = True, subnet: str | None = None, ipv6: bool = False) -> Network:
+        index = len(self.sandbox.networks)
         options = CreateOptions(
             name=f"sknet{_TAG}x{index}",
             interface_name=f"skt{_TAG}x{index}",
-            subnets=[subnet or _free_subnet()],
+            subnets=[subnet or free_subnet()],
             dns=dns,
-            **kw,  # type: ignore[arg-type]
+            ipv6=ipv6,
         )
-        network = NetworkStore.of(self.store).create(options)
-        self.networks.append(network)
-        return network
+        return self.sandbox.track(NetworkStore.of(self.store).create(options))
 
     def httpd(self, status: NetworkStatus, marker: str) -> Path:
         """busybox httpd on port 80 in the container's namespace, serving ``marker``."""
@@ -181,69 +120,8 @@ class NetEnv:
         proc = subprocess.Popen(
             ["nsenter", f"--net={status.netns}", BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(www)]
         )
-        self.processes.append(proc)
+        self.sandbox.processes.append(proc)
         return www
-
-    def subnets(self) -> list[str]:
-        return [str(s.subnet) for n in self.networks for s in n.subnets]
-
-    def leftovers(self) -> list[str]:
-        """What of this test is still on the host (empty when all is clean)."""
-        found: list[str] = []
-        for network in self.networks:
-            if _interface_exists(network.network_interface):
-                found.append(f"bridge {network.network_interface}")
-        found += [f"iptables: {line}" for n in self.networks for line in _rules_of(n)]
-        found += [f"mount {m}" for m in _mounted(self.root)]
-        pid_file = self.root / "run" / "networks" / "aardvark-dns" / "aardvark.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text().strip() or 0)
-            if pid and Path(f"/proc/{pid}").exists():
-                found.append(f"aardvark-dns pid {pid}")
-        return found
-
-    def drop_empty_chains(self) -> None:
-        """Delete the empty DN chains netavark 1.4 keeps (see ``_rules_of``), ours only."""
-        lines = set(_iptables_lines())
-        for network in self.networks:
-            dn_chain = _chains(network)[1]
-            if f":{dn_chain} - [0:0]" in lines and not any(
-                dn_chain in x for x in _rules_of(network)
-            ):
-                subprocess.run(["iptables", "-t", "nat", "-X", dn_chain], check=False)
-
-    def force_cleanup(self) -> None:
-        """Last resort when skiff's teardown failed: remove rules, bridges, mounts by hand."""
-        subnets = self.subnets()
-        lines = _iptables_lines()
-        chains = {c for n in self.networks for c in _chains(n)}
-        table = ""
-        for line in lines:
-            if line.startswith("*"):
-                table = line[1:]
-            elif line.startswith("-A ") and (
-                any(s in line for s in subnets) or any(c in line for c in chains)
-            ):
-                subprocess.run(["iptables", "-t", table, "-D", *shlex.split(line)[1:]], check=False)
-        for chain in chains:
-            for tbl in ("nat", "filter"):
-                subprocess.run(
-                    ["iptables", "-t", tbl, "-F", chain], capture_output=True, check=False
-                )
-                subprocess.run(
-                    ["iptables", "-t", tbl, "-X", chain], capture_output=True, check=False
-                )
-        for network in self.networks:
-            if _interface_exists(network.network_interface):
-                subprocess.run(["ip", "link", "del", network.network_interface], check=False)
-        for mount in _mounted(self.root):
-            subprocess.run(["umount", "-l", mount], check=False)
-        pid_file = self.root / "run" / "networks" / "aardvark-dns" / "aardvark.pid"
-        if pid_file.exists() and pid_file.read_text().strip():
-            try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture
@@ -251,31 +129,11 @@ def env(tmp_shm: Path) -> Iterator[NetEnv]:
     store = Store.open(
         SystemContext(storage_root=tmp_shm / "root", run_root=tmp_shm / "run", storage_driver="vfs")
     )
-    env = NetEnv(store, tmp_shm)
     try:
-        yield env
+        with network_sandbox(store, tmp_shm) as sandbox:
+            yield NetEnv(store, tmp_shm, sandbox)
     finally:
-        for proc in env.processes:
-            proc.kill()
-            proc.wait()
-        errors = []
-        for record in NetworkRecords.of(store).containers():
-            try:
-                teardown_network(store, record.container_id)
-            except ContainerError as exc:
-                errors.append(str(exc))
-        # aardvark-dns exits on its own once its last record is gone
-        try:
-            _wait_for(lambda: not env.leftovers(), "network cleanup", timeout=5)
-        except AssertionError:
-            pass
-        leftovers = env.leftovers()
-        if leftovers:
-            env.force_cleanup()
-        env.drop_empty_chains()
         store.close()
-        assert not errors, errors
-        assert not leftovers, leftovers
 
 
 def _ip(status: NetworkStatus, network: str | None = None) -> str:
@@ -310,7 +168,7 @@ def test_two_containers_reach_each_other_by_address_and_name(env: NetEnv) -> Non
     assert [str(s) for s in a.networks[net.name].dns_server_ips] == [gateway]
 
     env.httpd(a, "hello from a")
-    _wait_for(lambda: _wget(f"http://{ip_a}/", b.netns) is not None, "httpd in a")
+    wait_for(lambda: _wget(f"http://{ip_a}/", b.netns) is not None, "httpd in a")
     assert _wget(f"http://{ip_a}/", b.netns) == "hello from a\n"
 
     assert _nslookup(b.netns, f"web{_TAG}", gateway) == [ip_a]
@@ -331,51 +189,50 @@ def test_published_ports_reach_the_namespace_from_loopback(env: NetEnv) -> None:
     assert network_status(env.store, _cid(3)) == status
     env.httpd(status, "published")
     for port in (loopback.host_port, everywhere.host_port):
-        _wait_for(lambda p=port: _wget(f"http://127.0.0.1:{p}/") is not None, f"port {port}")
+        wait_for(lambda p=port: _wget(f"http://127.0.0.1:{p}/") is not None, f"port {port}")
         assert _wget(f"http://127.0.0.1:{port}/") == "published\n"
     teardown_network(env.store, _cid(3))
     assert _wget(f"http://127.0.0.1:{loopback.host_port}/") is None
 
 
 def test_teardown_leaves_no_rules_bridge_namespace_or_dns(env: NetEnv) -> None:
-    before = set(_iptables_lines())
+    before = set(iptables_lines())
     net = env.network()
     subnet = str(net.subnets[0].subnet)
     ports = parse_publish_list(["127.0.0.1::80"])
     a = setup_network(env.store, _cid(4), "first", networks=[net.name], ports=ports)
     b = setup_network(env.store, _cid(5), "second", networks=[net.name])
     host_port = a.ports[0].host_port
-    added = set(_iptables_lines()) - before
+    added = set(iptables_lines()) - before
     assert any(subnet in line for line in added)
     assert any(f"--dport {host_port}" in line for line in added)
-    chain, dn_chain = _chains(net)
+    chain, dn_chain = chains(net.name)
     assert f":{chain} - [0:0]" in added and f":{dn_chain} - [0:0]" in added
-    assert _interface_exists(net.network_interface)
-    pid_file = env.root / "run" / "networks" / "aardvark-dns" / "aardvark.pid"
-    aardvark_pid = int(pid_file.read_text().strip())
-    assert Path(f"/proc/{aardvark_pid}").exists()
+    assert interface_exists(net.network_interface)
+    aardvark_pid = env.sandbox.aardvark_pid()
+    assert aardvark_pid is not None and Path(f"/proc/{aardvark_pid}").exists()
 
     teardown_network(env.store, _cid(4))
     assert a.netns is not None and not a.netns.exists()
-    assert _interface_exists(net.network_interface), "b still uses the bridge"
-    assert not any(f"--dport {host_port}" in line for line in _iptables_lines())
+    assert interface_exists(net.network_interface), "b still uses the bridge"
+    assert not any(f"--dport {host_port}" in line for line in iptables_lines())
     assert _nslookup(b.netns, "first", str(net.subnets[0].gateway)) == []  # type: ignore[arg-type]
 
     teardown_network(env.store, _cid(5))
-    assert _rules_of(net, extra=(_cid(4), _cid(5))) == []
+    assert rules_of(net, extra=(_cid(4), _cid(5))) == []
     # of what setup added, at most the empty DN chain is left
-    assert set(_iptables_lines()) & added <= {f":{dn_chain} - [0:0]"}
-    assert not _interface_exists(net.network_interface)
-    assert not _mounted(env.root)
+    assert set(iptables_lines()) & added <= {f":{dn_chain} - [0:0]"}
+    assert not interface_exists(net.network_interface)
+    assert not mounts_under(env.root)
     assert list((env.root / "run" / "netns").iterdir()) == []
-    _wait_for(lambda: not Path(f"/proc/{aardvark_pid}").exists(), "aardvark-dns to exit")
+    wait_for(lambda: not Path(f"/proc/{aardvark_pid}").exists(), "aardvark-dns to exit")
     assert NetworkRecords.of(env.store).containers() == []
     assert IPAM(env.store.db).allocated(net.id) == {}
     teardown_network(env.store, _cid(5))  # idempotent
 
 
 def test_addresses_are_freed_and_reused(env: NetEnv) -> None:
-    base = ipaddress.ip_network(_free_subnet())
+    base = ipaddress.ip_network(free_subnet())
     small = next(base.subnets(new_prefix=29))  # .1 gateway, .2-.6 for containers
     net = env.network(dns=False, subnet=str(small))
     statuses = [
@@ -415,7 +272,7 @@ def test_static_ip_and_connect_disconnect(env: NetEnv) -> None:
     )
     assert str(result_b.addresses[0].ip) == static
     assert f"{static}/24" in _in_netns(b.netns, "ip", "-o", "addr", "show", "eth1").stdout
-    _wait_for(lambda: _wget(f"http://{ip_a_two}/", b.netns) is not None, "alpha on network two")
+    wait_for(lambda: _wget(f"http://{ip_a_two}/", b.netns) is not None, "alpha on network two")
     assert _nslookup(b.netns, "al", gateway_two) == [ip_a_two]
     status = network_status(env.store, _cid(21))
     assert status is not None and set(status.networks) == {one.name, two.name}
@@ -457,11 +314,11 @@ print(status.netns)
     assert proc.returncode == 0, proc.stderr
     netns = Path(proc.stdout.strip())
     assert netns_mod.is_netns(netns)
-    assert any(str(net.subnets[0].subnet) in line for line in _iptables_lines())
+    assert any(str(net.subnets[0].subnet) in line for line in iptables_lines())
     teardown_network(env.store, _cid(30))
     assert not netns.exists()
-    assert _rules_of(net) == []
-    assert not _interface_exists(net.network_interface)
+    assert rules_of(net) == []
+    assert not interface_exists(net.network_interface)
 
 
 def test_teardown_after_the_namespace_vanished(env: NetEnv) -> None:
@@ -475,11 +332,11 @@ def test_teardown_after_the_namespace_vanished(env: NetEnv) -> None:
     )
     assert status.netns is not None
     netns_mod.remove_netns(status.netns)  # e.g. someone cleaned RUNROOT by hand
-    assert _interface_exists(net.network_interface)
+    assert interface_exists(net.network_interface)
     teardown_network(env.store, _cid(31))
-    assert not _interface_exists(net.network_interface)
-    assert _rules_of(net) == []
-    assert not _mounted(env.root)
+    assert not interface_exists(net.network_interface)
+    assert rules_of(net) == []
+    assert not mounts_under(env.root)
 
 
 def test_failed_setup_undoes_everything(env: NetEnv) -> None:
@@ -503,10 +360,10 @@ def test_failed_setup_undoes_everything(env: NetEnv) -> None:
     assert network_status(env.store, _cid(32)) is None
     assert IPAM(env.store.db).allocated(good.id) == {}
     assert list((env.root / "run" / "netns").iterdir()) == []
-    assert not _mounted(env.root)
+    assert not mounts_under(env.root)
     for network in (good, bad):
-        assert not _interface_exists(network.network_interface)
-        assert _rules_of(network) == []
+        assert not interface_exists(network.network_interface)
+        assert rules_of(network) == []
     # and the good network works for the next container
     status = setup_network(env.store, _cid(33), "fine", networks=[good.name])
     assert _ip(status) == str(good.subnets[0].subnet.network_address + 2)
@@ -542,7 +399,7 @@ def test_network_in_use_is_removed_only_with_force(env: NetEnv) -> None:
         remove_network(env.store, "skiff")
     remove_network(env.store, net.name, force=True)
     assert not NetworkStore.of(env.store).exists(net.name)
-    assert not _interface_exists(net.network_interface)
+    assert not interface_exists(net.network_interface)
     status = network_status(env.store, _cid(40))
     assert status is not None and status.networks == {}
     teardown_network(env.store, _cid(40))
@@ -571,16 +428,16 @@ def test_none_host_and_ns_modes(env: NetEnv) -> None:
 
 
 def test_default_network(env: NetEnv) -> None:
-    bridge_before = _interface_exists("skiff0")
+    bridge_before = interface_exists("skiff0")
     status = setup_network(env.store, _cid(60), "plain")
     assert set(status.networks) == {"skiff"}
     assert ipaddress.ip_address(_ip(status)) in ipaddress.ip_network("10.89.0.0/24")
     assert status.networks["skiff"].dns_server_ips == ()  # no DNS, as podman's default
-    assert _interface_exists("skiff0")
+    assert interface_exists("skiff0")
     teardown_network(env.store, _cid(60))
     if not bridge_before:
-        assert not _interface_exists("skiff0")
-    assert not any(_cid(60) in line for line in _iptables_lines())
+        assert not interface_exists("skiff0")
+    assert not any(_cid(60) in line for line in iptables_lines())
 
 
 def test_setting_up_twice_is_refused(env: NetEnv) -> None:
@@ -599,3 +456,23 @@ def test_setting_up_twice_is_refused(env: NetEnv) -> None:
             },
         )
     assert network_status(env.store, _cid(71)) is None
+
+
+def test_dual_stack_network(env: NetEnv) -> None:
+    net = env.network(ipv6=True)
+    v4, v6 = (s.subnet for s in net.subnets)
+    assert v6.version == 6 and str(v6).startswith("fd")
+    a = setup_network(env.store, _cid(80), f"six{_TAG}", networks=[net.name])
+    b = setup_network(env.store, _cid(81), "peer", networks=[net.name])
+    assert b.netns is not None
+    addresses = {x.ip.version: x.ip for x in a.addresses}
+    assert addresses[4] in v4 and addresses[6] in v6
+    ping = _in_netns(b.netns, BUSYBOX, "ping", "-c", "1", "-W", "3", str(addresses[6]))
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert sorted(_nslookup(b.netns, f"six{_TAG}", str(net.subnets[0].gateway))) == sorted(
+        [str(addresses[4]), str(addresses[6])]
+    )
+    assert any(str(v6) in line for line in iptables_lines(6))
+    teardown_network(env.store, _cid(80))
+    teardown_network(env.store, _cid(81))
+    assert rules_of(net) == []
