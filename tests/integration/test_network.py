@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -180,12 +181,15 @@ def test_two_containers_reach_each_other_by_address_and_name(env: NetEnv) -> Non
 
 def test_published_ports_reach_the_namespace_from_loopback(env: NetEnv) -> None:
     net = env.network(dns=False)
-    # 127.0.0.1::80 — loopback only; 0:80 — all host addresses (as -p 8080:80)
-    ports = parse_publish_list(["127.0.0.1::80", "0:80"])
+    with socket.socket() as probe:  # a port free on every address, for -p PORT:80
+        probe.bind(("", 0))
+        free = probe.getsockname()[1]
+    # -p 127.0.0.1::80 (loopback, any free port) and -p PORT:80 (every host address)
+    ports = parse_publish_list(["127.0.0.1::80", f"{free}:80"])
     status = setup_network(env.store, _cid(3), "ported", networks=[net.name], ports=ports)
     loopback, everywhere = status.ports
     assert loopback.host_ip == "127.0.0.1" and loopback.host_port > 0
-    assert everywhere.host_ip == "" and everywhere.host_port > 0
+    assert everywhere.host_ip == "" and everywhere.host_port == free
     assert network_status(env.store, _cid(3)) == status
     env.httpd(status, "published")
     for port in (loopback.host_port, everywhere.host_port):

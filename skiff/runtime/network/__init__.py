@@ -11,6 +11,7 @@
                 runtime; per-container records (``network_containers``,
                 ``network_attachments``)
     connect.py  connect/disconnect running containers; remove and prune networks
+    filters.py  ``--filter`` for ``network ls`` and ``network prune``
 
 Import the module you need; this package imports nothing on its own.
 """
