@@ -287,7 +287,9 @@ class ImageStore:
             if not is_short_name(text):
                 return self.by_name(str(full))
             tag = full.tag
-            short_path = text.split(":", maxsplit=1)[0] if ":" in text.rsplit("/", maxsplit=1)[-1] else text
+            short_path = (
+                text.split(":", maxsplit=1)[0] if ":" in text.rsplit("/", maxsplit=1)[-1] else text
+            )
             candidates = [f"localhost/{short_path}:{tag}"]
             candidates += [f"{reg}/{short_path}:{tag}" for reg in search_registries]
             candidates.append(str(full))

@@ -31,6 +31,9 @@ from skiff.storage.drivers.base import Driver
 
 log = logging.getLogger(__name__)
 
+TAR_SPLIT_NAME = "tar-split"
+"""The file in a staging dir where extraction records the tar's framing."""
+
 
 def chain_ids(diff_ids: Iterable[Digest]) -> list[str]:
     """Chain IDs (hex) of a layer stack: the OCI image spec's ChainID."""
@@ -83,6 +86,7 @@ class LayerStore:
     def __init__(self, db: Database, driver: Driver, root: Path) -> None:
         self.db = db
         self.driver = driver
+        self.root = root
         self.staging_root = root / "staging"
         self.staging_root.mkdir(parents=True, exist_ok=True)
         self._boot = boot_id()
@@ -229,6 +233,10 @@ class LayerStore:
             self.add_blobs(layer_id, blobs)
             return self.get(layer_id)
         parent_links = [p.link for p in self.chain_from(parent)]
+        staged_split = staging.path / TAR_SPLIT_NAME
+        if staged_split.exists():
+            self.tar_split_path(layer_id).parent.mkdir(exist_ok=True)
+            os.replace(staged_split, self.tar_split_path(layer_id))
         link = self.driver.adopt(layer_id, staging.path, parent, parent_links)
         with self.db.write() as conn:
             conn.execute(
@@ -240,6 +248,10 @@ class LayerStore:
             shutil.rmtree(staging.path)
         self.add_blobs(layer_id, blobs)
         return self.get(layer_id)
+
+    def tar_split_path(self, layer_id: str) -> Path:
+        """Where a layer's tar-split record lives (driver independent)."""
+        return self.root / "layer-data" / f"{layer_id}.tar-split"
 
     def chain_from(self, parent: str | None) -> list[Layer]:
         """``parent`` and its ancestors, nearest first."""
@@ -319,6 +331,7 @@ class LayerStore:
                 (os.getpid(), self._boot, layer_id),
             )
         self.driver.remove(layer_id)
+        self.tar_split_path(layer_id).unlink(missing_ok=True)
         with self.db.write() as conn:
             conn.execute("DELETE FROM layers WHERE id=?", (layer_id,))
             conn.execute("DELETE FROM layer_blobs WHERE layer_id=?", (layer_id,))
@@ -397,6 +410,7 @@ class LayerStore:
                 "removing layer %s left incomplete by process %s", row["id"], row["owner_pid"]
             )
             self.driver.remove(row["id"])
+            self.tar_split_path(row["id"]).unlink(missing_ok=True)
             with self.db.write() as conn:
                 conn.execute("DELETE FROM layers WHERE id=? AND incomplete=1", (row["id"],))
                 conn.execute("DELETE FROM layer_blobs WHERE layer_id=?", (row["id"],))

@@ -18,8 +18,10 @@ import logging
 import os
 import shutil
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skiff.config import SystemContext
 from skiff.errors import ConfigError, ImageInUse, StorageError
@@ -29,7 +31,37 @@ from skiff.storage.drivers import DRIVERS, default_driver_name, load_driver
 from skiff.storage.images import Image, ImageStore
 from skiff.storage.layers import LayerStore, random_id
 
+if TYPE_CHECKING:
+    from skiff.storage.archive import LayerTarReader
+
 log = logging.getLogger(__name__)
+
+
+class ChunkReader:
+    """``read(n)`` over an iterator of byte chunks (a generated tar)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            data = self._pending + b"".join(self._chunks)
+            self._pending = b""
+            return data
+        while len(self._pending) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
 
 STORAGE_CONF = Path("/etc/skiff/storage.conf")
 
@@ -227,6 +259,27 @@ class Store:
         if image.top_layer is None:
             raise StorageError(f"image {image_id[:12]} has no layers to mount")
         return self.layers.mount(image.top_layer)
+
+    def layer_tar(self, layer_id: str) -> ChunkReader | LayerTarReader:
+        """The layer's changes as a tar stream.
+
+        A layer unpacked from a tar gives back that exact tar (rebuilt from
+        its tar-split record), so its diff ID still matches; a layer made by
+        a container (no record) is diffed against its parent.
+        """
+        from skiff.storage.archive import diff, open_layer_tar
+
+        layer = self.layers.get(layer_id)
+        record = self.layers.tar_split_path(layer_id)
+        content = self.driver.layer_dir(layer_id)
+        if record.exists():
+            return open_layer_tar(content, record)
+        parent_dir = None
+        if self.driver.whiteout_format == "vfs" and layer.parent is not None:
+            parent_dir = self.driver.layer_dir(layer.parent)
+        return ChunkReader(
+            diff(content, whiteout_format=self.driver.whiteout_format, parent_dir=parent_dir)
+        )
 
     def unmount_image(self, image_id: str, force: bool = False) -> int:
         image = self.images.get(image_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from skiff.storage.archive.apply import WhiteoutFormat
+
 
 class Driver(Protocol):
     """Layer contents on disk.
@@ -19,7 +21,7 @@ class Driver(Protocol):
     home: Path
 
     @property
-    def whiteout_format(self) -> str:
+    def whiteout_format(self) -> WhiteoutFormat:
         """How deletions are recorded in a layer: "overlay" (char 0/0, opaque
         xattr) or "vfs" (applied directly to a full copy of the parent)."""
         ...

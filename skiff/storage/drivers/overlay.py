@@ -27,6 +27,7 @@ from pathlib import Path
 
 from skiff.errors import StorageError
 from skiff.storage import mount as mnt
+from skiff.storage.archive.apply import WhiteoutFormat
 
 LINK_DIR = "l"
 MAX_OPTIONS = 4000
@@ -68,7 +69,7 @@ class OverlayDriver:
         (home / "empty").mkdir(exist_ok=True)
 
     @property
-    def whiteout_format(self) -> str:
+    def whiteout_format(self) -> WhiteoutFormat:
         return "overlay"
 
     @property

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from skiff.storage.archive.apply import WhiteoutFormat
 from skiff.storage.treecopy import copy_tree
 
 
@@ -22,7 +23,7 @@ class VfsDriver:
         (home / "dir").mkdir(parents=True, exist_ok=True)
 
     @property
-    def whiteout_format(self) -> str:
+    def whiteout_format(self) -> WhiteoutFormat:
         return "vfs"
 
     @property
