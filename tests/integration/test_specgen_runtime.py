@@ -638,7 +638,7 @@ def test_runtime_errors_carry_the_runtime_reason(factory: BundleFactory, runc: O
     sg.basic.command = ["/no/such/binary"]
     bundle, cid, _ = prepare(factory, sg)
     try:
-        with pytest.raises(ContainerError, match="no such file or directory|not found"):
+        with pytest.raises(ContainerError, match=r"no such file or directory|not found"):
             runc.create(cid, bundle.path)
     finally:
         runc.delete(cid, force=True)
