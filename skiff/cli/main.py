@@ -62,7 +62,40 @@ NETWORK_COMMANDS: dict[str, Cmd | Group] = {
     "disconnect": _c("network", "Disconnect a container from a network"),
 }
 
+CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
+    "cleanup": _c(
+        "container_basic", "Clean up a container after it exited (conmon's exit command)"
+    ),
+    "init": _c(
+        "container_basic", "Initialize containers (create them in the runtime, do not start)"
+    ),
+    "kill": _c("container_basic", "Kill running containers with a signal"),
+    "logs": _c("logs", "Fetch the logs of containers"),
+    "ls": _c("ps", "List containers", "list", "ps"),
+    "pause": _c("container_basic", "Pause containers"),
+    "restart": _c("container_basic", "Restart containers"),
+    "rm": _c("rm", "Remove containers", "remove"),
+    "run": _c("run", "Run a command in a new container"),
+    "start": _c("container_basic", "Start containers"),
+    "stop": _c("container_basic", "Stop containers"),
+    "unpause": _c("container_basic", "Unpause containers"),
+    "wait": _c("container_basic", "Wait for containers to exit and print their exit codes"),
+}
+
 COMMANDS: dict[str, Cmd | Group] = {
+    "container": Group("Manage containers", CONTAINER_COMMANDS),
+    "init": _c("container_basic", "Initialize containers"),
+    "kill": _c("container_basic", "Kill running containers with a signal"),
+    "logs": _c("logs", "Fetch the logs of containers"),
+    "pause": _c("container_basic", "Pause containers"),
+    "ps": _c("ps", "List containers"),
+    "restart": _c("container_basic", "Restart containers"),
+    "rm": _c("rm", "Remove containers"),
+    "run": _c("run", "Run a command in a new container"),
+    "start": _c("container_basic", "Start containers"),
+    "stop": _c("container_basic", "Stop containers"),
+    "unpause": _c("container_basic", "Unpause containers"),
+    "wait": _c("container_basic", "Wait for containers to exit and print their exit codes"),
     "image": Group("Manage images", IMAGE_COMMANDS),
     "network": Group("Manage networks", NETWORK_COMMANDS),
     "login": _c("login", "Log in to a container registry"),
@@ -155,7 +188,11 @@ def _add_commands(
     chosen = argv[0] if argv else None
     for name, entry in table.items():
         sub = subparsers.add_parser(
-            name, help=entry.help, aliases=list(entry.aliases), description=entry.help
+            name,
+            help=entry.help,
+            aliases=list(entry.aliases),
+            description=entry.help,
+            conflict_handler="resolve",  # lets run/create take -h for --hostname, as podman
         )
         selected = chosen == name or chosen in entry.aliases
         if isinstance(entry, Group):

@@ -1,0 +1,32 @@
+"""Shared bits of the container commands: opening the runtime, finding images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from skiff.errors import ImageUnknown
+
+
+def open_runtime(args: argparse.Namespace) -> Any:
+    from skiff.cli.context import system_context
+    from skiff.runtime.engine import Runtime
+
+    return Runtime(system_context(args))
+
+
+def image_for_run(rt: Any, args: argparse.Namespace, name: str, pull: str, quiet: bool) -> Any:
+    """The local image for ``run``/``create``, pulled per ``--pull`` (podman's policies)."""
+    store = rt.store
+    image = None if pull == "always" else store.images.find(name)
+    if image is not None and pull != "newer":
+        return image
+    if pull == "never":
+        raise ImageUnknown(f"{name}: image not known", "pull it first, or use --pull=missing")
+    from skiff.cli import imageopts
+    from skiff.libimage.pull import PullOptions, pull_image
+
+    ctx = imageopts.side_context(rt.ctx, args, "")
+    report = pull_image(ctx, name, PullOptions(quiet=quiet, progress_stream=sys.stderr))
+    return store.images.get(report.image_ids[-1])
