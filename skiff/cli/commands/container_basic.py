@@ -55,7 +55,7 @@ def _targets(rt: Any, args: argparse.Namespace) -> list[Any]:
         raise UsageError(
             f"{args.basic_command}: you must provide at least one container name or ID"
         )
-    return args.containers
+    return list(args.containers)
 
 
 def run(args: argparse.Namespace) -> int:

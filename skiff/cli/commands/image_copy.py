@@ -27,7 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f",
         "--format",
-        choices=sorted(FORMATS) + ["v2s1"],
+        choices=[*sorted(FORMATS), "v2s1"],
         help="manifest type to write (oci, v2s2)",
     )
     parser.add_argument(
