@@ -13,6 +13,7 @@
     seccomp.py       containers seccomp.json → OCI linux.seccomp
     limits.py        --ulimit and sizes; rlimit defaults capped at what we hold
     etcfiles.py      /etc/hosts, resolv.conf, hostname, .containerenv
+    record.py        SpecGenerator <-> JSON for the container record
     host.py          HostInfo: cgroup layout, caps, rlimits, kernel
 
 The names below are the API the lifecycle code, the CLI and the CRI use.
@@ -56,6 +57,8 @@ from skiff.runtime.specgen.mounts import (
     parse_volume,
     resolve_host_sources,
 )
+from skiff.runtime.specgen.record import from_json as spec_generator_from_json
+from skiff.runtime.specgen.record import to_json as spec_generator_to_json
 from skiff.runtime.specgen.spec import (
     effective_hostname,
     generate_spec,
@@ -107,6 +110,8 @@ __all__ = [
     "resolve_host_gateway",
     "resolve_host_sources",
     "resolve_user",
+    "spec_generator_from_json",
+    "spec_generator_to_json",
     "stop_signal",
     "stop_timeout",
     "write_container_files",
