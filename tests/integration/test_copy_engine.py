@@ -35,7 +35,7 @@ from skiff.errors import (
     UnsupportedConversion,
 )
 from skiff.image.copy import CopyOptions, CopyReport, copy_image
-from skiff.image.copy.compression import decompressing_reader
+from skiff.image.copy.compression import CompressionError, decompressing_reader
 from skiff.image.transports import parse_image_name
 from skiff.image.types import BlobInfo
 from skiff.oci import mediatypes as mt
@@ -418,6 +418,26 @@ def test_zstd_back_to_gzip(busybox_layout: BusyboxImage, tmp_shm: Path) -> None:
     assert [x["mediaType"] for x in manifest["layers"]] == [mt.OCI_LAYER_GZIP]
     layer = layout_blob(tmp_shm / "gzip", manifest["layers"][0]["digest"])
     assert plain_digest(layer, "gzip") == busybox_layout.diff_ids[0]
+
+
+@pytest.mark.parametrize("target", ["zstd", "plain"])
+def test_corrupt_source_fails_a_conversion_midway(
+    tmp_shm: Path, busybox_layout: BusyboxImage, target: str
+) -> None:
+    # the conversion runs on threads (read/verify, recompress, store): the
+    # source's digest mismatch still fails the copy and leaves nothing
+    src = tmp_shm / "src"
+    shutil.copytree(busybox_layout.layout, src)
+    layer = src / "blobs" / "sha256" / busybox_layout.layer_digests[0].hex
+    data = bytearray(layer.read_bytes())
+    data[-20] ^= 0x01  # inside the deflate stream's last block: decompresses, then mismatches
+    layer.write_bytes(bytes(data))
+    options: dict[str, Any] = (
+        {"compress_format": "zstd"} if target == "zstd" else {"decompress": True}
+    )
+    with pytest.raises((DigestMismatch, CompressionError)):
+        copy(f"oci:{src}:latest", f"oci:{tmp_shm / 'out'}", **options)
+    assert not (tmp_shm / "out").exists()
 
 
 def test_preserve_digests_refuses_before_writing(

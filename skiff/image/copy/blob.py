@@ -6,7 +6,9 @@ The stream handed to the destination is built as a chain of readers:
     digest and size) → [decompress] → [compress] → [HashingReader] → put_blob
 
 When nothing is converted, the VerifyingReader itself is the BlobStream the
-destination reads, so the content is hashed exactly once.
+destination reads, so the content is hashed exactly once. When the layer is
+converted, reading/verifying and (de)compressing each run on a thread of
+their own (``pipeline.Prefetcher``) so the stages use every core.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, replace
 from skiff.errors import ImageError
 from skiff.image.copy import compression
 from skiff.image.copy.options import CopyOptions
+from skiff.image.copy.pipeline import CHUNK, Prefetcher
 from skiff.image.types import BlobInfo, ClosableReader, ImageDestination, ImageSource, Reader
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import Digest, VerifyingReader
@@ -150,9 +153,15 @@ def copy_blob(
     kind = "config" if is_config else "blob"
     if progress is not None:
         progress.blob_started(info, kind)
-    if not plan.changes_content and not want_diff_id:
+    # A layer to be compressed may still be reusable: the destination may
+    # know (blob-info cache) a compressed variant of it that it already has,
+    # e.g. the original blob of a layer pulled from the registry now pushed
+    # back. Only a variant with the compression asked for stands in for it.
+    if not want_diff_id and (not plan.changes_content or plan.target):
         reused = dest.try_reusing_blob(info, can_substitute=not options.preserve_digests)
-        if reused is not None:
+        if reused is not None and (
+            not plan.changes_content or reused.compression == plan.target
+        ):
             if progress is not None:
                 progress.blob_finished(info, skipped=True)
             return reused, True, None
@@ -208,21 +217,35 @@ def _put_converted(
     is_config: bool,
 ) -> BlobInfo:
     assert plan.target is not None
-    plain, _detected = compression.auto_decompressing_reader(verified)
-    if plan.target == "":
-        out: Reader = plain
-    else:
-        out = compression.compressing_reader(plain, plan.target, plan.level)
-    hashed = HashingReader(out)
-    new_info = BlobInfo(
-        digest=None,
-        size=-1,
-        media_type=info.media_type,
-        annotations=info.annotations,
-        compression=plan.target,
-    )
-    stored = dest.put_blob(hashed, new_info, is_config)
-    verified.drain()  # a no-op when the destination read to the end, as it must
+    # Three threads: the source is read and verified on one, decompressed
+    # and recompressed on another (zstd adds its own workers), and hashed
+    # and stored on the caller's (see ``pipeline``).
+    fetched = Prefetcher(verified, name="blob-read")
+    converted: Prefetcher | None = None
+    try:
+        plain, _detected = compression.auto_decompressing_reader(fetched)
+        if plan.target == "":
+            out: Reader = plain
+        else:
+            out = compression.compressing_reader(plain, plan.target, plan.level)
+        converted = Prefetcher(out, name="blob-convert")
+        hashed = HashingReader(converted)
+        new_info = BlobInfo(
+            digest=None,
+            size=-1,
+            media_type=info.media_type,
+            annotations=info.annotations,
+            compression=plan.target,
+        )
+        stored = dest.put_blob(hashed, new_info, is_config)
+        # A no-op when the destination read to the end, as it must: the
+        # decompressor consumed the source to its end, so it was verified.
+        while fetched.read(CHUNK):
+            pass
+    finally:
+        if converted is not None:
+            converted.close()
+        fetched.close()
     return replace(stored, compression=plan.target)
 
 
