@@ -207,6 +207,18 @@ def test_workdir_in_runtime_mounts_is_refused(rootfs: Path, cwd: str) -> None:
         gen(sg, rootfs)
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["/proc/self/fd/7", "missing/../../proc/self/fd/7", "../../../dev/fd/3", "a/b/../../../sys/x"],
+)
+def test_image_workdir_symlinked_into_runtime_mounts(rootfs: Path, target: str) -> None:
+    (rootfs / "proc").mkdir()
+    (rootfs / "app").symlink_to(target)
+    with pytest.raises(ContainerError, match="which the runtime mounts"):
+        gen(SpecGenerator(), rootfs, image(Cmd=["sh"], WorkingDir="/app"))
+    assert list((rootfs / "proc").iterdir()) == []  # refused before anything was made
+
+
 def test_init(rootfs: Path, tmp_path: Path) -> None:
     init = tmp_path / "catatonit"
     init.write_text("#!/bin/sh\n")

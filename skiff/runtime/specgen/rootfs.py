@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from collections import deque
 from collections.abc import Iterator
@@ -149,7 +150,9 @@ def resolve(root: Path, path: str) -> Resolved:
             if final is not None and not missing:
                 base = base.rstrip("/") + "/" + final
             if missing:
-                base = base.rstrip("/") + "/" + "/".join(missing)
+                # lexically: a ".." after a missing directory is what creating
+                # the path will meet
+                base = posixpath.normpath(base.rstrip("/") + "/" + "/".join(missing))
             return Resolved(base if base != "" else "/", tuple(missing))
         finally:
             walk.close()

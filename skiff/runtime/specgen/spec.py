@@ -223,6 +223,14 @@ def prepare_workdir(
                 "create it in the image, or mount a volume there",
             )
         rootfs_paths.make_dirs(rootfs, clean, user.uid, user.gid)
+        # what was made, resolved again now that it exists
+        made = rootfs_paths.resolve(rootfs, clean).path
+        root = _inside(made, _KERNEL_MOUNTS)
+        if root is not None:
+            raise ContainerError(
+                f"working directory {cwd} is inside {root}, which the runtime mounts",
+                "choose a working directory in the image's own file system",
+            )
     except OSError as exc:
         raise ContainerError(
             f"cannot prepare the working directory {cwd} in container {container_id}: "
