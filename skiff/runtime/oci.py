@@ -188,14 +188,22 @@ def check_runtime(path: Path, run_root: Path, layout: CgroupLayout | None = None
 
 
 def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    """Write the probe cache atomically; failing to is only logged (losing a
+    cache costs one ``--version`` exec next time)."""
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         os.replace(tmp, path)
-    except OSError as exc:  # a cache: losing it costs one exec next time
+        tmp = None
+    except OSError as exc:
         log.debug("cannot write %s: %s", path, exc)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def select_runtime(

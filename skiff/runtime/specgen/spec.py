@@ -89,10 +89,11 @@ DEFAULT_SYSCTLS = {"net.ipv4.ping_group_range": "0 0"}
 """containers.conf ``default_sysctls``: unprivileged ICMP sockets for root."""
 
 INIT_CANDIDATES = (
+    "/usr/bin/catatonit",
     "/usr/libexec/skiff/catatonit",
     "/usr/libexec/podman/catatonit",
-    "/usr/bin/catatonit",
 )
+"""Debian's catatonit package first; podman's copy as a fallback."""
 _KERNEL_MOUNTS = ("/proc", "/sys", "/dev")
 _NS_FILES = {
     "pid": "pid",
