@@ -141,7 +141,7 @@ def attach_dir(socket_dir: Path, cuuid: str) -> Path:
 class MonitorSpec:
     """Everything conmon needs to create and watch one container.
 
-    Paths follow docs in runtime-design.md: ``bundle`` (config.json, and
+    Paths as runtime-design.md lays them out: ``bundle`` (config.json, and
     where conmon puts ``attach``/``ctl``) is the container's userdata dir;
     the pid files live in its run dir; ``exit_dir`` is RUNROOT/exits and
     ``socket_dir`` RUNROOT/socket, shared by all containers.
@@ -267,6 +267,32 @@ def _exit_command_options(exit_command: Sequence[str], exit_delay: int | None) -
     return out
 
 
+def _base_argv(
+    conmon: Path, cid: str, cuuid: str, spec: MonitorSpec | ExecMonitorSpec
+) -> list[str]:
+    """The options every conmon invocation takes, in libpod's order."""
+    pairs = [
+        ("--api-version", "1"),
+        ("-c", cid),
+        ("-u", cuuid),
+        ("-r", str(spec.runtime_path)),
+        ("-b", str(spec.bundle)),
+        ("-p", str(spec.pid_file)),
+        ("-n", spec.name),
+        ("--exit-dir", str(spec.exit_dir)),
+        ("--socket-dir-path", str(spec.socket_dir)),
+    ]
+    return [str(conmon), *(item for pair in pairs for item in pair)]
+
+
+def _stdio_options(terminal: bool, stdin: bool, leave_stdin_open: bool) -> list[str]:
+    # with a terminal, stdin goes through the pty; ``-i`` would only make
+    # conmon close the pty when an attached client goes away (libpod, too,
+    # passes -t or -i, never both, for containers)
+    out = ["-t"] if terminal else ["-i"] if stdin else []
+    return out + (["--leave-stdin-open"] if leave_stdin_open else [])
+
+
 def conmon_argv(spec: MonitorSpec) -> list[str]:
     """The full conmon command line for ``spec`` (typed builder; no shell)."""
     _check_common(spec.container_id, spec.log_level, spec.exit_command)
@@ -278,97 +304,34 @@ def conmon_argv(spec: MonitorSpec) -> list[str]:
     if spec.log_driver == "k8s-file" and spec.log_path is None:
         raise ContainerError(f"container {spec.container_id}: the k8s-file log needs a path")
     conmon = spec.conmon_path or find_conmon()
-    argv = [
-        str(conmon),
-        "--api-version",
-        "1",
-        "-c",
-        spec.container_id,
-        "-u",
-        spec.cuuid,
-        "-r",
-        str(spec.runtime_path),
-        "-b",
-        str(spec.bundle),
-        "-p",
-        str(spec.pid_file),
-        "-n",
-        spec.name,
-        "--exit-dir",
-        str(spec.exit_dir),
-        "--socket-dir-path",
-        str(spec.socket_dir),
-        "--conmon-pidfile",
-        str(spec.conmon_pid_file),
-    ]
+    argv = _base_argv(conmon, spec.container_id, spec.cuuid, spec)
+    argv += ["--conmon-pidfile", str(spec.conmon_pid_file)]
     argv += _runtime_arg_options(spec.runtime_args, spec.runtime_log)
-    if spec.log_driver == "k8s-file":
-        argv += ["-l", f"k8s-file:{spec.log_path}"]
-    else:
-        argv += ["-l", f"{spec.log_driver}:{spec.log_path or ''}"]
+    argv += ["-l", f"{spec.log_driver}:{spec.log_path or ''}"]
     if spec.log_size_max is not None and spec.log_size_max > 0:
         argv += ["--log-size-max", str(spec.log_size_max)]
     if spec.log_tag:
         argv += ["--log-tag", spec.log_tag]
-    argv += ["--log-level", spec.log_level]
-    if spec.syslog:
-        argv.append("--syslog")
-    if spec.terminal:
-        argv.append("-t")
-    elif spec.stdin:
-        # with a terminal, stdin goes through the pty; ``-i`` would only make
-        # conmon close it when an attached client goes away (as libpod does)
-        argv.append("-i")
-    if spec.leave_stdin_open:
-        argv.append("--leave-stdin-open")
+    argv += ["--log-level", spec.log_level] + (["--syslog"] if spec.syslog else [])
+    argv += _stdio_options(spec.terminal, spec.stdin, spec.leave_stdin_open)
     if spec.no_pivot:
         argv.append("--no-pivot")
     argv += _exit_command_options(spec.exit_command, spec.exit_delay)
-    argv += list(spec.extra_args)
-    return argv
+    return argv + list(spec.extra_args)
 
 
 def exec_conmon_argv(spec: ExecMonitorSpec) -> list[str]:
-    """The conmon command line of an exec session (always ``--exec-attach``)."""
+    """The conmon command line of an exec session (always ``--exec-attach``;
+    exec output is not logged, as in libpod)."""
     _check_common(spec.session_id, spec.log_level, spec.exit_command)
     conmon = spec.conmon_path or find_conmon()
-    argv = [
-        str(conmon),
-        "--api-version",
-        "1",
-        "-c",
-        spec.container_id,
-        "-u",
-        spec.session_id,
-        "-r",
-        str(spec.runtime_path),
-        "-b",
-        str(spec.bundle),
-        "-p",
-        str(spec.pid_file),
-        "-n",
-        spec.name,
-        "--exit-dir",
-        str(spec.exit_dir),
-        "--socket-dir-path",
-        str(spec.socket_dir),
-        "-l",
-        "none:",
-        "--log-level",
-        spec.log_level,
-    ]
+    argv = _base_argv(conmon, spec.container_id, spec.session_id, spec)
+    argv += ["-l", "none:", "--log-level", spec.log_level]
     argv += _runtime_arg_options(spec.runtime_args, spec.runtime_log)
-    if spec.syslog:
-        argv.append("--syslog")
-    if spec.terminal:
-        argv.append("-t")
-    elif spec.stdin:
-        argv.append("-i")
-    if spec.leave_stdin_open:
-        argv.append("--leave-stdin-open")
+    argv += ["--syslog"] if spec.syslog else []
+    argv += _stdio_options(spec.terminal, spec.stdin, spec.leave_stdin_open)
     argv += ["-e", "--exec-attach", "--exec-process-spec", str(spec.process_file)]
-    argv += _exit_command_options(spec.exit_command, spec.exit_delay)
-    return argv
+    return argv + _exit_command_options(spec.exit_command, spec.exit_delay)
 
 
 # --- errors ----------------------------------------------------------------------------
