@@ -172,7 +172,15 @@ def _runtime_fds_via_hook(
     spec = generate(factory, bundle, sg, cid)
     spec["hooks"] = {
         "createRuntime": [
-            {"path": BB, "args": ["busybox", "sh", "-c", f"ls -l /proc/$PPID/fd/ > {listing} 2>/dev/null; true"]}
+            {
+                "path": BB,
+                "args": [
+                    "busybox",
+                    "sh",
+                    "-c",
+                    f"ls -l /proc/$PPID/fd/ > {listing} 2>/dev/null; true",
+                ],
+            }
         ]
     }
     bundle.write_config(spec)
