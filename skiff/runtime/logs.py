@@ -20,6 +20,13 @@ reading as conmon appends — woken by inotify, no busy polling — until
 replaced (``--log-size-max`` rotation renames a fresh file over it) is
 read to its end and then followed from the start of the new file.
 
+Where this differs from podman 4.3 (checked side by side): podman prints
+each chunk as it is (with ``-t``, a timestamp in front of every chunk,
+even in the middle of a line) and ``--tail`` counts chunks; skiff joins
+chunks into lines first, so ``-t`` stamps whole lines and ``--tail`` counts
+lines. Timestamps print as podman prints them (Go's RFC3339Nano: ``Z``,
+no trailing zeros).
+
 A line that does not parse (a crash can leave half a line) is skipped with
 a warning rather than ending the read: the rest of the log is still the
 user's.
@@ -100,6 +107,22 @@ def parse_timestamp(text: bytes | str) -> tuple[int, datetime]:
     dt = datetime(year, month, day, hour, minute, second, nanos // 1000, tzinfo=tz)
     delta = dt.replace(microsecond=0) - _EPOCH
     return (delta // timedelta(seconds=1)) * _NS + nanos, dt
+
+
+def rfc3339nano(text: str) -> str:
+    """A log timestamp as Go's RFC3339Nano layout prints it (podman and docker
+    ``logs --timestamps``): trailing zeros of the fraction dropped (and the
+    dot with them), ``Z`` for a zero offset."""
+    match = _RFC3339.fullmatch(text.encode())
+    if match is None:
+        return text
+    date_time = text[:19]
+    fraction = (match.group(7) or b"").decode().rstrip("0")
+    if match.group(8) or (match.group(10) == b"00" and match.group(11) == b"00"):
+        zone = "Z"
+    else:
+        zone = f"{match.group(9).decode()}{match.group(10).decode()}:{match.group(11).decode()}"
+    return f"{date_time}{'.' + fraction if fraction else ''}{zone}"
 
 
 def format_timestamp(ns: int, tz: timezone | None = None) -> str:
@@ -188,8 +211,9 @@ class LogLine:
 
     def render(self) -> bytes:
         """The line as ``skiff logs`` prints it: ``[TIMESTAMP ]MESSAGE\\n``
-        (no newline for a partial line)."""
-        prefix = self.time_text.encode() + b" " if self.show_timestamp else b""
+        (no newline for a partial line; the timestamp as podman prints it,
+        see ``rfc3339nano``)."""
+        prefix = rfc3339nano(self.time_text).encode() + b" " if self.show_timestamp else b""
         return prefix + self.message + (b"" if self.partial else b"\n")
 
 

@@ -41,7 +41,7 @@ from skiff.runtime.conmon import (
     start_monitor,
 )
 from skiff.runtime.exitfile import read_exit_code, read_exit_record, wait_exit
-from skiff.runtime.logs import parse_log_record, read_logs
+from skiff.runtime.logs import parse_log_record, read_logs, rfc3339nano
 from skiff.runtime.oci import OCIRuntime, RuntimeChoice
 from skiff.testing.busybox import build_busybox_layout
 
@@ -450,7 +450,9 @@ def test_logs_are_k8s_file_with_streams_and_partial_lines(env: Env) -> None:
         b"out1\npart1part2end\n\nno newline at exit"
     )
     stamped = list(read_logs(spec.log_path, timestamps=True, tail=1))
-    assert stamped[0].render() == records[-1].time_text.encode() + b" no newline at exit"
+    assert stamped[0].render() == (
+        rfc3339nano(records[-1].time_text).encode() + b" no newline at exit"
+    )
 
 
 def test_follow_reads_until_the_container_exits(env: Env) -> None:

@@ -20,6 +20,7 @@ from skiff.runtime.logs import (
     parse_time_filter,
     parse_timestamp,
     read_logs,
+    rfc3339nano,
     to_ns,
 )
 
@@ -103,6 +104,20 @@ def test_local_timestamps_have_a_colon_offset() -> None:
     assert ns == T0
     assert text[-3] == ":"
     assert dt.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-02T15:04:05.051091676+00:00", "2024-01-02T15:04:05.051091676Z"),
+        ("2024-01-02T15:04:05.051091600+00:00", "2024-01-02T15:04:05.0510916Z"),
+        ("2024-01-02T15:04:05.000000000+00:00", "2024-01-02T15:04:05Z"),
+        ("2024-01-02T15:04:05.5-05:30", "2024-01-02T15:04:05.5-05:30"),
+        ("2024-01-02T15:04:05.120Z", "2024-01-02T15:04:05.12Z"),
+    ],
+)
+def test_rfc3339nano_as_go_prints_it(text: str, expected: str) -> None:
+    assert rfc3339nano(text) == expected
 
 
 def test_to_ns_of_datetimes() -> None:
@@ -210,7 +225,8 @@ def test_tail_is_taken_before_since_as_podman_does(log_file: Path) -> None:
 
 def test_timestamps_prefix_the_rendered_line(log_file: Path) -> None:
     first = next(read_logs(log_file, timestamps=True))
-    assert first.render() == b"2024-01-02T15:04:05.000000000+00:00 one\n"
+    assert first.time_text == "2024-01-02T15:04:05.000000000+00:00"
+    assert first.render() == b"2024-01-02T15:04:05Z one\n"  # as podman prints it
     assert next(read_logs(log_file)).render() == b"one\n"
 
 
