@@ -159,7 +159,23 @@ def copy_single_image(
 
     keep_schema1 = isinstance(manifest, Schema1Manifest) and target_type == manifest.media_type
     want_diff_ids = isinstance(manifest, Schema1Manifest) and not keep_schema1
-    results, diff_ids = _copy_layers(source, dest, layers, options, want_diff_ids)
+    # The config is final already (it is not derived from the layers): send
+    # it beside them rather than after them when the destination allows.
+    config_pool: ThreadPoolExecutor | None = None
+    early_config: Future[None] | None = None
+    if isinstance(manifest, ImageManifest) and _parallel_puts(dest, options):
+        assert config_raw is not None
+        config_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config")
+        early_config = config_pool.submit(
+            _put_config, source, dest, manifest.config, config_raw, options
+        )
+    try:
+        results, diff_ids = _copy_layers(source, dest, layers, options, want_diff_ids)
+    finally:
+        if config_pool is not None:
+            config_pool.shutdown(wait=True)
+    if early_config is not None:
+        early_config.result()  # the config's own failure, if any
     if keep_schema1:
         dest.put_manifest(raw_manifest, instance_digest)
         return CopyReport(
@@ -190,7 +206,8 @@ def copy_single_image(
     else:
         config_desc = manifest.config
     assert config_raw is not None
-    _put_config(source, dest, config_desc, config_raw, options)
+    if early_config is None:
+        _put_config(source, dest, config_desc, config_raw, options)
 
     blob_results = [
         BlobResult(
@@ -255,6 +272,10 @@ def _plan(info: BlobInfo, dest: ImageDestination, options: CopyOptions) -> Layer
     return layer_plan(info, dest, options)
 
 
+def _parallel_puts(dest: ImageDestination, options: CopyOptions) -> bool:
+    return options.max_parallel > 1 and dest.has_thread_safe_put_blob
+
+
 def _check_runtime_os(config: ImageConfig, dest: ImageDestination) -> None:
     if dest.must_match_runtime_os and config.os and config.os != "linux":
         raise UnsupportedConversion(
@@ -301,12 +322,11 @@ def _copy_layers(
         )
 
     firsts = sorted(set(order))
-    parallel = (
-        options.max_parallel > 1
-        and len(firsts) > 1
-        and dest.has_thread_safe_put_blob
-        and source.has_thread_safe_get_blob
-    )
+    parallel = len(firsts) > 1 and _parallel_puts(dest, options) and source.has_thread_safe_get_blob
+    if parallel:
+        # Largest first: the biggest blob is the critical path of the copy,
+        # so it must not wait for a free worker behind small ones.
+        firsts.sort(key=lambda index: -layers[index].info.size)
     done: dict[int, tuple[BlobInfo, bool, Digest | None]] = {}
     if not parallel:
         for index in firsts:
