@@ -7,7 +7,13 @@ registries.conf refuses the push before any request.
 Blobs: ``try_reusing_blob`` first asks the repository (HEAD); if the blob is
 elsewhere on the same registry — the caller (the blob-info cache) says
 where through ``known_locations`` — it is mounted across repositories
-instead of uploaded. ``put_blob`` uploads what is left:
+instead of uploaded. When substitution is allowed, the blob-info cache's
+other compressions of the same layer (``blob_hints``: the gzip original of
+a layer a store keeps uncompressed) are looked for the same way, so pushing
+an image back to the registry it was pulled from uploads nothing. Opening a
+destination wires both hooks to the blob-info cache of the context when
+that file exists (it is only read here; pulls and pushes write it).
+``put_blob`` uploads what is left:
 
 - small blobs (≤ MONOLITHIC_MAX bytes, read fully into memory): POST, then
   one PUT with the data and its digest. One round trip fewer, and the PUT
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from skiff.errors import DigestMismatch, ImageError, RegistryError, SignatureError
 from skiff.image.transports.docker import api
@@ -40,6 +46,7 @@ from skiff.oci.manifest import guess_media_type, manifest_digest
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
+    from skiff.image.blobinfocache import Candidate
     from skiff.image.reference import NamedReference
     from skiff.image.transports.docker.transport import DockerReference
 
@@ -59,6 +66,15 @@ READ_CHUNK = 1 << 20
 
 KnownLocations = Callable[[Digest], list[str]]
 """Digest → repositories (``host/path``) where the blob was seen (blob-info cache)."""
+
+
+class BlobHints(Protocol):
+    """What a destination reads from the blob-info cache (``BlobInfoCache`` has it)."""
+
+    def candidates(
+        self, transport: str, scope: str, digest: Digest, can_substitute: bool
+    ) -> list[Candidate]: ...
+
 SignatureWriter = Callable[["NamedReference", Digest, list[bytes]], None]
 """(repository reference, manifest digest, signatures) → store them (lookaside)."""
 
@@ -84,6 +100,8 @@ class DockerImageDestination:
         self.client = client
         self.known_locations: KnownLocations | None = None
         """Hook for the blob-info cache: where else this registry may have a blob."""
+        self.blob_hints: BlobHints | None = None
+        """Hook for the blob-info cache: other compressions of a blob, and where."""
         self.signature_writer: SignatureWriter | None = None
         """Hook for lookaside signature storage (registries.d), set by the signature code."""
         self.manifest_digest: Digest | None = None
@@ -93,7 +111,21 @@ class DockerImageDestination:
     def open(cls, ctx: SystemContext, ref: DockerReference) -> DockerImageDestination:
         from skiff.image.transports.docker.operations import client_for
 
-        return cls(ref, client_for(ctx, ref.ref, actions="pull,push"))
+        dest = cls(ref, client_for(ctx, ref.ref, actions="pull,push"))
+        cache_path = ctx.blob_info_cache_path()
+        if cache_path.is_file():
+            from skiff.image.blobinfocache import open_cache
+
+            dest.use_blob_hints(open_cache(cache_path))
+        return dest
+
+    def use_blob_hints(self, hints: BlobHints) -> None:
+        """Take known locations and substitutes from ``hints`` (the blob-info cache)."""
+        registry = self.client.registry
+        self.blob_hints = hints
+        self.known_locations = lambda digest: [
+            c.location for c in hints.candidates("docker", registry, digest, False)
+        ]
 
     @property
     def reference(self) -> DockerReference:
@@ -124,12 +156,40 @@ class DockerImageDestination:
     def try_reusing_blob(self, info: BlobInfo, can_substitute: bool) -> BlobInfo | None:
         """The blob as the registry has it already, or None.
 
-        ``can_substitute`` (another compression of the same layer) needs the
-        blob-info cache's knowledge of equivalent digests; until it exists
-        only this exact digest is looked for.
+        With ``can_substitute``, another compression of the same layer that
+        ``blob_hints`` knows of is accepted too; the BlobInfo returned then
+        names that blob (its digest, size and compression).
         """
         if info.digest is None:
             return None
+        found = self._reuse_exact(info)
+        if found is not None or not can_substitute or self.blob_hints is None:
+            return found
+        tried = {info.digest}
+        for candidate in self.blob_hints.candidates(
+            "docker", self.client.registry, info.digest, True
+        ):
+            # a substitute must say what it is, or the manifest could not describe it
+            if candidate.digest in tried or candidate.compression is None:
+                continue
+            tried.add(candidate.digest)
+            variant = BlobInfo(
+                digest=candidate.digest,
+                size=-1,
+                media_type=info.media_type,
+                urls=info.urls,
+                annotations=info.annotations,
+                compression=candidate.compression,
+            )
+            found = self._reuse_exact(variant)
+            if found is not None:
+                log.debug("reusing %s for %s", candidate.digest, info.digest)
+                return found
+        return None
+
+    def _reuse_exact(self, info: BlobInfo) -> BlobInfo | None:
+        """This exact blob, in the repository already or mounted from a known one."""
+        assert info.digest is not None
         size = api.blob_size(self.client, info.digest)
         if size is not None:
             return self._reused(info, size)
