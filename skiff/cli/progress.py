@@ -144,3 +144,75 @@ def progress_for(quiet: bool, stream: TextIO | None = None) -> TerminalProgress 
     if quiet or not stream.isatty():
         return None
     return TerminalProgress(stream)
+
+
+class PodmanLines:
+    """podman's progress when stderr is not a terminal: one line per blob as it starts.
+
+    ``Copying blob sha256:HEX`` / ``Copying config sha256:HEX`` (the source's
+    digests, in full), as containers/image prints them without a terminal;
+    scripts and CI logs that grep podman's output see the same lines.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._header_printed = False
+
+    def blob_started(self, info: BlobInfo, kind: str) -> None:
+        with self._lock:
+            if not self._header_printed:
+                self._stream.write("Getting image source signatures\n")
+                self._header_printed = True
+            digest = str(info.digest) if info.digest is not None else "(new)"
+            self._stream.write(f"Copying {kind} {digest}\n")
+            self._stream.flush()
+
+    def blob_advanced(self, info: BlobInfo, done: int) -> None:
+        return None
+
+    def blob_finished(self, info: BlobInfo, skipped: bool) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        with self._lock:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+
+class PodmanNotes:
+    """Puts the copy engine's closing notes in podman's order and wording.
+
+    podman ends every copy with "Writing manifest to image destination" and
+    then "Storing signatures" (printed even when there are none); the engine
+    notes "Storing signatures" only when it writes some, and before the
+    manifest. Everything else passes through.
+    """
+
+    def __init__(self, inner: TerminalProgress | PodmanLines) -> None:
+        self._inner = inner
+
+    def blob_started(self, info: BlobInfo, kind: str) -> None:
+        self._inner.blob_started(info, kind)
+
+    def blob_advanced(self, info: BlobInfo, done: int) -> None:
+        self._inner.blob_advanced(info, done)
+
+    def blob_finished(self, info: BlobInfo, skipped: bool) -> None:
+        self._inner.blob_finished(info, skipped)
+
+    def note(self, message: str) -> None:
+        if message == "Storing signatures":
+            return
+        self._inner.note(message)
+        if message == "Writing manifest to image destination":
+            self._inner.note("Storing signatures")
+
+
+def podman_progress(quiet: bool, stream: TextIO | None = None) -> PodmanNotes | None:
+    """Progress for pull/push/save/load as podman shows it: bars on a TTY, else lines."""
+    stream = stream or sys.stderr
+    if quiet:
+        return None
+    inner = TerminalProgress(stream) if stream.isatty() else PodmanLines(stream)
+    return PodmanNotes(inner)
