@@ -49,6 +49,11 @@ IMAGE_COMMANDS: dict[str, Cmd | Group] = {
     "inspect": _c("image_inspect", "Inspect an image (local, or TRANSPORT:REF like skopeo)"),
     "list-tags": _c("image_list_tags", "List the tags of a repository in a registry"),
     "delete": _c("image_delete", "Delete an image from a registry or other transport"),
+    "import": _c("import_", "Import a tarball to create a filesystem image"),
+    "load": _c("load", "Load images from an archive"),
+    "pull": _c("pull", "Pull an image from a registry"),
+    "push": _c("push", "Push an image to a registry or other destination"),
+    "save": _c("save", "Save images to an archive"),
 }
 
 NETWORK_COMMANDS: dict[str, Cmd | Group] = {
@@ -97,6 +102,11 @@ COMMANDS: dict[str, Cmd | Group] = {
     "unpause": _c("container_basic", "Unpause containers"),
     "wait": _c("container_basic", "Wait for containers to exit and print their exit codes"),
     "image": Group("Manage images", IMAGE_COMMANDS),
+    "import": _c("import_", "Import a tarball to create a filesystem image"),
+    "load": _c("load", "Load images from an archive"),
+    "pull": _c("pull", "Pull an image from a registry"),
+    "push": _c("push", "Push an image to a registry or other destination"),
+    "save": _c("save", "Save images to an archive"),
     "network": Group("Manage networks", NETWORK_COMMANDS),
     "login": _c("login", "Log in to a container registry"),
     "logout": _c("logout", "Log out of a container registry"),
