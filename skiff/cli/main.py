@@ -67,6 +67,17 @@ NETWORK_COMMANDS: dict[str, Cmd | Group] = {
     "disconnect": _c("network", "Disconnect a container from a network"),
 }
 
+VOLUME_COMMANDS: dict[str, Cmd | Group] = {
+    "create": _c("volume", "Create a volume"),
+    "ls": _c("volume", "List volumes", "list"),
+    "inspect": _c("volume", "Show the details of volumes"),
+    "rm": _c("volume", "Remove volumes", "remove"),
+    "prune": _c("volume", "Remove volumes no container uses"),
+    "exists": _c("volume", "Exit 0 if a volume exists, 1 if not"),
+    "mount": _c("volume", "Mount a volume and print its directory"),
+    "unmount": _c("volume", "Unmount a volume", "umount"),
+}
+
 CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "cleanup": _c(
         "container_basic", "Clean up a container after it exited (conmon's exit command)"
@@ -108,6 +119,7 @@ COMMANDS: dict[str, Cmd | Group] = {
     "push": _c("push", "Push an image to a registry or other destination"),
     "save": _c("save", "Save images to an archive"),
     "network": Group("Manage networks", NETWORK_COMMANDS),
+    "volume": Group("Manage volumes", VOLUME_COMMANDS),
     "login": _c("login", "Log in to a container registry"),
     "logout": _c("logout", "Log out of a container registry"),
     "version": _c("version", "Show version information"),
