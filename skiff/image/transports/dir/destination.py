@@ -162,7 +162,7 @@ class DirDestination:
             raise os_error(exc, f"cannot create a blob file in {self._root}") from exc
         try:
             try:
-                copy_stream_to_fd(stream, fd)
+                copy_stream_to_fd(stream, fd, writeback=True)
                 os.fchmod(fd, 0o644)
                 os.fsync(fd)
             finally:

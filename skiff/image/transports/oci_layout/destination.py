@@ -204,7 +204,7 @@ class OCILayoutDestination:
             raise os_error(exc, f"cannot create a blob file in {blobs_root}") from exc
         try:
             try:
-                copy_stream_to_fd(stream, fd)
+                copy_stream_to_fd(stream, fd, writeback=self._durable)
                 os.fchmod(fd, 0o644)
                 if self._durable:
                     os.fsync(fd)
