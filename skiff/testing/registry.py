@@ -389,7 +389,7 @@ class RegistryFactory:
 
         try:
             process, port, log_file = self._launch(
-                root, storage, tls_files, auth, variant, extra_config
+                root, storage, tls_files, auth, variant, extra_config=extra_config
             )
         except BaseException:
             if token_server is not None:
@@ -446,6 +446,7 @@ class RegistryFactory:
         tls_files: tuple[Path, Path] | None,
         auth: dict[str, Any] | None,
         variant: Variant,
+        *,
         extra_config: dict[str, Any],
     ) -> tuple[subprocess.Popen[bytes], int, IO[bytes]]:
         """Start the process on a free port; retry on a lost port race."""
