@@ -247,6 +247,35 @@ def test_remove_deletes_record_and_directory(env: Env) -> None:
     assert err.value.message == 'no volume with name "gone" found: no such volume'
 
 
+def test_concurrent_creates_of_one_name_make_one_volume(env: Env) -> None:
+    env.cli.skiff("volume", "ls")  # the store exists before the race
+    argv = env.cli.skiff_argv("volume", "create", "racer")
+    procs = [
+        subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env.cli.environ()
+        )
+        for _ in range(6)
+    ]
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    assert sorted(code for code, _, _ in results) == [0, 125, 125, 125, 125, 125]
+    for code, out, err in results:
+        if code:
+            assert "volume with name racer already exists" in err
+        else:
+            assert out == "racer\n"
+    assert entries(env.volumes.root) == ["racer"]
+    assert [v.name for v in env.volumes.all()] == ["racer"]
+
+
+def test_a_volume_whose_directory_vanished(env: Env) -> None:
+    env.volumes.create(CreateOptions("lost"))
+    shutil.rmtree(env.volumes.volume_dir("lost"))
+    with pytest.raises(StorageError, match="the directory of volume lost is missing"):
+        remove_volume(env.store, "lost")
+    remove_volume(env.store, "lost", force=True)
+    assert not env.volumes.exists("lost")
+
+
 # --- the local driver: tmpfs and bind, counted across processes ---------------------------
 
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skiff.errors import StorageError, VolumeUnknown
+from skiff.errors import StorageError, StoreCorrupt, VolumeUnknown
 from skiff.runtime.volumes.model import (
     DATA_DIR,
     DRIVER_LOCAL,
@@ -176,6 +176,11 @@ class VolumeStore:
         try:
             fd = os.open(self.volume_dir(name), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
+            if self.exists(name):
+                raise StoreCorrupt(
+                    f"the directory of volume {name} is missing ({self.volume_dir(name)})",
+                    f"remove the volume with 'skiff volume rm -f {name}' and create it again",
+                ) from None
             raise unknown(name) from None
         except OSError as exc:
             raise StorageError(
@@ -367,6 +372,13 @@ class VolumeStore:
         """
         from skiff.runtime.volumes.driver import unmount_driver
 
+        if force and self.exists(name) and not self.volume_dir(name).is_dir():
+            log.warning("volume %s had no directory; removing its record", name)
+            volume = self.get(name)
+            with self.db.write() as conn:
+                conn.execute("DELETE FROM volumes WHERE name=?", (name,))
+                conn.execute("DELETE FROM volume_users WHERE volume=?", (name,))
+            return volume
         with self.locked(name):
             volume = self.get(name)
             users = self.users(name)
