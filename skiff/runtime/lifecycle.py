@@ -35,6 +35,7 @@ from skiff.runtime.specgen import etcfiles
 from skiff.runtime.specgen.generator import NamespaceMode, SpecGenerator
 from skiff.runtime.specgen.host import HostInfo
 from skiff.runtime.specgen.spec import effective_hostname, generate_spec
+from skiff.runtime.specgen.user import resolve_user
 from skiff.storage.db import boot_id, process_alive
 
 log = logging.getLogger(__name__)
@@ -113,24 +114,10 @@ def _release(rt: Runtime, container: Container) -> None:
         log.warning("cleaning up container %s: %s", container.short_id, "; ".join(errors))
 
 
-def _uses_volumes(rt: Runtime, container: Container) -> bool:
-    from skiff.runtime.specgen.mounts import VolumeMount
-
-    sg = spec_of(container)
-    if any(isinstance(m, VolumeMount) for m in sg.storage.mounts) or container.config.volumes_from:
-        return True
-    return bool(_image_config(rt, container).volumes)
-
-
-def _volumes() -> Any:
+def _release_volumes(rt: Runtime, container: Container) -> None:
     from skiff.runtime import volumes
 
-    return volumes
-
-
-def _release_volumes(rt: Runtime, container: Container) -> None:
-    if _uses_volumes(rt, container):
-        _volumes().unmount_for(rt.store, container.id)
+    volumes.unmount_for(rt.store, container.id)
 
 
 # --- starting -----------------------------------------------------------------------
@@ -161,6 +148,7 @@ def _namespace_pids(rt: Runtime, sg: SpecGenerator) -> dict[str, int]:
 
 def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
     """Mount, network, /etc files and config.json; returns the spec."""
+    from skiff.runtime import volumes
     from skiff.runtime.network.setup import setup_network
 
     sg = spec_of(container)
@@ -230,10 +218,16 @@ def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
             privileged=sg.security.privileged,
         ),
     )
-    volume_paths = (
-        _volumes().mount_for(rt.store, container.id, sg.storage.mounts, image_config, rootfs)
-        if _uses_volumes(rt, container)
-        else {}
+    user = resolve_user(
+        rootfs,
+        sg.security.user if sg.security.user is not None else image_config.user,
+        sg.security.group_add,
+    )
+    volumes.mount_for(
+        rt.store, container.id, sg.storage.mounts, image_config, rootfs, uid=user.uid, gid=user.gid
+    )
+    sg.storage.mounts, volume_paths = volumes.as_spec_mounts(
+        volumes.recorded_mounts(rt.store, container.id)
     )
     spec = generate_spec(
         sg,
@@ -542,6 +536,7 @@ def remove(
     timeout: int | None = None,
 ) -> None:
     """Remove a container (stopping it first with ``force``) and all it holds."""
+    from skiff.runtime import volumes as volumes_mod
     from skiff.runtime.locks import remove_lock_file
 
     with rt.lock(container.id):
@@ -574,8 +569,7 @@ def remove(
         paths = rt.paths(container.id)
         remove_exit_file(paths.exit_dir, container.id)
         monitor.remove_monitor_files(paths.socket_dir, container.id, paths.bundle)
-        if _uses_volumes(rt, container):
-            _volumes().release(rt.store, container.id, remove_anonymous=volumes)
+        volumes_mod.release(rt.store, container.id, remove_anonymous=volumes)
         if rt.store.containers.find(container.id) is not None:
             rt.store.delete_container(container.id)
         rt.records.delete(container.id)
