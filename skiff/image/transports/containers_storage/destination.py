@@ -13,15 +13,25 @@ the image's name appear. ``close`` without ``commit`` discards everything.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
-import shutil
+import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from skiff.config import SystemContext
-from skiff.errors import DigestMismatch, ImageError, ManifestError
+from skiff.errors import (
+    DigestMismatch,
+    ImageError,
+    InvalidArchive,
+    LayerUnknown,
+    ManifestError,
+    StorageError,
+)
 from skiff.image.transports.containers_storage.source import encode_signatures
 from skiff.image.transports.containers_storage.transport import StorageReference
 from skiff.image.types import BlobInfo, BlobStream, Compression
@@ -35,6 +45,11 @@ from skiff.storage.layers import CompressedBlob, Staging, chain_ids
 from skiff.storage.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class LayerVanished(ImageError):
+    """A layer the copy skipped because the store had it was removed before commit
+    (another process deleted the image using it); copying again fetches it."""
 
 
 @dataclass
@@ -69,7 +84,9 @@ class StorageDestination:
         self._manifest: bytes | None = None
         self._instances: dict[Digest, bytes] = {}
         self._signatures: dict[Digest | None, list[bytes]] = {}
-        self._spool_dir = self.store.root / "staging" / f"spool-{os.getpid()}-{id(self)}"
+        self._spool: Staging | None = None
+        """vfs: where blobs wait for commit; a recorded staging dir, so that a
+        killed process's spool is removed by the next open of the store."""
         self.image_id: str | None = None
         self.committed = False
 
@@ -118,9 +135,29 @@ class StorageDestination:
             with self._lock:
                 self._configs[stream.digest] = data
             return BlobInfo(stream.digest, stream.size, info.media_type)
-        if self.store.driver.apply_needs_parent:
-            return self._spool(stream, info)
-        return self._unpack(stream, info)
+        with self._host_errors(f"storing layer {info.digest or '(converted)'}"):
+            if self.store.driver.apply_needs_parent:
+                return self._spool_blob(stream, info)
+            return self._unpack(stream, info)
+
+    @contextlib.contextmanager
+    def _host_errors(self, doing: str) -> Iterator[None]:
+        """OS and database failures (a full disk above all) as one-line storage errors."""
+        try:
+            yield
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            hint = "free some space, or use --root on a bigger file system"
+            if exc.errno != errno.ENOSPC:
+                hint = "check the store's file system and permissions"
+            raise StorageError(
+                f"{doing} in {self.store.root} failed: {reason.lower()}", hint
+            ) from exc
+        except sqlite3.Error as exc:
+            hint = "free some space, or use --root on a bigger file system"
+            if "full" not in str(exc):
+                hint = "check the store's file system"
+            raise StorageError(f"{doing} in {self.store.root} failed: {exc}", hint) from exc
 
     def _unpack(self, stream: BlobStream, info: BlobInfo) -> BlobInfo:
         staging = self.store.layers.begin_staging(None)
@@ -131,6 +168,11 @@ class StorageDestination:
                 whiteout_format="overlay",
                 tar_split=staging.path / "tar-split",
             )
+        except InvalidArchive as exc:
+            self.store.layers.discard_staging(staging)
+            # name the blob, not the staging directory the user never sees
+            detail = exc.message.removeprefix(f"layer for {staging.content}: ")
+            raise InvalidArchive(f"layer {info.digest}: {detail}", exc.hint) from exc
         except BaseException:
             self.store.layers.discard_staging(staging)
             raise
@@ -143,9 +185,15 @@ class StorageDestination:
             self.store.layers.discard_staging(previous.staging)
         return BlobInfo(digest, stream.size, info.media_type, compression=result.compression)
 
-    def _spool(self, stream: BlobStream, info: BlobInfo) -> BlobInfo:
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._spool_dir / f"blob-{threading.get_ident()}-{id(stream)}"
+    def _spool_dir(self) -> Path:
+        with self._lock:
+            if self._spool is None:
+                self._spool = self.store.layers.begin_staging(None)
+            return self._spool.path
+
+    def _spool_blob(self, stream: BlobStream, info: BlobInfo) -> BlobInfo:
+        spool_dir = self._spool_dir()
+        tmp = spool_dir / f"blob-{threading.get_ident()}-{id(stream)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             while chunk := stream.read(1 << 20):
@@ -155,7 +203,7 @@ class StorageDestination:
         finally:
             os.close(fd)
         digest = stream.digest
-        final = self._spool_dir / digest.hex
+        final = spool_dir / digest.hex
         tmp.replace(final)
         from skiff.image.copy.compression import detect
 
@@ -206,6 +254,10 @@ class StorageDestination:
         )
 
     def commit(self) -> None:
+        with self._host_errors(f"storing image {self._ref}"):
+            self._commit()
+
+    def _commit(self) -> None:
         manifest, raw_image_manifest = self._image_manifest()
         config_raw = self._configs.get(manifest.config.digest)
         if config_raw is None:
@@ -220,7 +272,12 @@ class StorageDestination:
         ids = chain_ids(diff_ids)
         parent: str | None = None
         for desc, diff_id, layer_id in zip(manifest.layers, diff_ids, ids, strict=True):
-            self._ensure_layer(layer_id, parent, desc.digest, diff_id)
+            try:
+                self._ensure_layer(layer_id, parent, desc.digest, diff_id)
+            except LayerUnknown as exc:
+                raise LayerVanished(
+                    f"{self._ref}: {exc.message}", "another process removed it; pull again"
+                ) from exc
             parent = layer_id
         top_layer = ids[-1] if ids else None
         assert self._manifest is not None
@@ -331,7 +388,7 @@ class StorageDestination:
         for layer in candidates:
             if layer.diff_id == diff_id:
                 return layer.id
-        raise ImageError(
+        raise LayerVanished(
             f"layer {blob} was neither sent nor found in the store",
             "the copy engine skipped a blob the store does not have; retry the copy",
         )
@@ -340,8 +397,9 @@ class StorageDestination:
         for unpacked in list(self._unpacked.values()):
             self.store.layers.discard_staging(unpacked.staging)
         self._unpacked.clear()
-        if self._spool_dir.exists():
-            shutil.rmtree(self._spool_dir)
+        if self._spool is not None:
+            self.store.layers.discard_staging(self._spool)
+            self._spool = None
         self.store.close()
 
 
