@@ -175,13 +175,20 @@ def _destination_name(ref: ImageReference) -> NamedReference | None:
 def _copy_into_store(
     ctx: SystemContext, ref: ImageReference, options: PullOptions, store: Store
 ) -> PulledImage:
+    from skiff.image.transports.containers_storage.destination import LayerVanished
     from skiff.libimage.blobhints import record_pull
 
     dest_name = _destination_name(ref)
     watch = _Started(options.copy.progress)
     copy_options = replace(options.copy, progress=watch)
     try:
-        report = copy_image(ref, storage_reference(dest_name), copy_options, ctx, ctx)
+        try:
+            report = copy_image(ref, storage_reference(dest_name), copy_options, ctx, ctx)
+        except LayerVanished as exc:
+            # another process removed an image whose layers this pull was
+            # going to reuse; once more, and the missing layers are fetched
+            log.info("pulling %s again: %s", _describe(ref), exc)
+            report = copy_image(ref, storage_reference(dest_name), copy_options, ctx, ctx)
     except SkiffError as exc:
         if not watch.started:
             exc.message = f"initializing source {_describe(ref)}: {exc.message}"
