@@ -82,6 +82,7 @@ CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "cleanup": _c(
         "container_basic", "Clean up a container after it exited (conmon's exit command)"
     ),
+    "cp": _c("cp", "Copy files/folders between a container and the local filesystem"),
     "init": _c(
         "container_basic", "Initialize containers (create them in the runtime, do not start)"
     ),
@@ -100,6 +101,7 @@ CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
 
 COMMANDS: dict[str, Cmd | Group] = {
     "container": Group("Manage containers", CONTAINER_COMMANDS),
+    "cp": _c("cp", "Copy files/folders between a container and the local filesystem"),
     "init": _c("container_basic", "Initialize containers"),
     "kill": _c("container_basic", "Kill running containers with a signal"),
     "logs": _c("logs", "Fetch the logs of containers"),
