@@ -53,6 +53,21 @@ def _configs(report: CopyReport) -> Iterable[Digest]:
         yield from _configs(instance)
 
 
+def _layer_types(report: CopyReport) -> dict[Digest, str]:
+    """Layer digest → media type, from the manifests the copy wrote (they say
+    what each layer became; a blob's own record keeps the source's type)."""
+    from skiff.oci.manifest import ImageManifest, parse_manifest
+
+    out: dict[Digest, str] = {}
+    for one in (report, *report.instances):
+        if one.config_digest is None:
+            continue
+        manifest = parse_manifest(one.manifest, one.manifest_type)
+        if isinstance(manifest, ImageManifest):
+            out.update((layer.digest, layer.media_type) for layer in manifest.layers)
+    return out
+
+
 def cache_for(ctx: SystemContext) -> BlobInfoCache:
     return open_cache(ctx.blob_info_cache_path())
 
@@ -87,8 +102,9 @@ def record_push(ctx: SystemContext, destination: ImageReference, report: CopyRep
     """
     cache = cache_for(ctx)
     named = _registry_name(destination)
+    written = _layer_types(report)
     for blob in _all_blobs(report):
-        compression = mt.layer_compression(blob.media_type)
+        compression = mt.layer_compression(written.get(blob.digest, blob.media_type))
         if blob.digest != blob.source_digest and compression:
             cache.record_uncompressed(blob.digest, blob.source_digest)
             cache.record_compression(blob.digest, compression)
