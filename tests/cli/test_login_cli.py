@@ -160,3 +160,36 @@ def test_skiff_uses_what_podman_stored(
     # logged out by skiff: podman no longer finds the entry
     cli.skiff("logout", auth_registry.host)
     cli.podman("login", "--get-login", auth_registry.host, expect=125)
+
+
+def test_authfile_flags_choose_the_credentials_file(
+    cli: CliEnv, auth_registry: RunningRegistry, busybox_layout: BusyboxImage, unique_repo: str
+) -> None:
+    assert auth_registry.credentials is not None and auth_registry.cert_dir is not None
+    creds = auth_registry.credentials
+    authfile = cli.base / "elsewhere" / "auth.json"
+    cli.skiff(
+        "login", "--authfile", authfile, "--cert-dir", auth_registry.cert_dir,
+        "-u", creds.username, "--password-stdin", auth_registry.host,
+        input_text=creds.password + "\n",
+    )  # fmt: skip
+    assert authfile.exists() and not cli.auth_file.exists()
+    ref = f"docker://{auth_registry.host}/{unique_repo}:v1"
+    certs = ("--dest-cert-dir", auth_registry.cert_dir)
+    # the default file has nothing: refused
+    line = cli.fails("image", "copy", "--retry-times", "0", *certs, busybox_layout.reference, ref)
+    assert "authentication" in line.lower() or "unauthorized" in line.lower()
+    # --authfile (both sides) and --dest-authfile (this side) find the credentials
+    cli.skiff("image", "copy", "--authfile", authfile, *certs, busybox_layout.reference, ref)
+    cli.skiff("image", "copy", "--dest-authfile", authfile, *certs, busybox_layout.reference, ref)
+    out = cli.base / "pulled"
+    cli.skiff(
+        "image", "copy", "--src-authfile", authfile, "--src-cert-dir", auth_registry.cert_dir,
+        ref, f"oci:{out}",
+    )  # fmt: skip
+    inspected = cli.skiff(
+        "image", "inspect", "--authfile", authfile, "--cert-dir", auth_registry.cert_dir, ref
+    ).json()
+    assert inspected["Digest"] == str(busybox_layout.manifest_digest)
+    cli.skiff("logout", "--authfile", authfile, auth_registry.host)
+    assert json.loads(authfile.read_text())["auths"] == {}

@@ -310,9 +310,15 @@ def test_one_platform_is_chosen_from_an_index(
     assert sha256_of(raw) == images[expected].manifest_digest
 
 
-def test_no_matching_platform_is_a_clear_error(multiarch: MultiArchImage, tmp_shm: Path) -> None:
-    with pytest.raises(ManifestError, match="s390x") as info:
-        copy(multiarch.reference, f"oci:{tmp_shm / 'out'}", SystemContext(override_arch="s390x"))
+@pytest.mark.parametrize(
+    "overrides", [{"override_arch": "s390x"}, {"override_os": "windows"}], ids=["arch", "os"]
+)
+def test_no_matching_platform_is_a_clear_error(
+    multiarch: MultiArchImage, tmp_shm: Path, overrides: dict[str, str]
+) -> None:
+    ctx = SystemContext(**overrides)  # type: ignore[arg-type]
+    with pytest.raises(ManifestError, match=next(iter(overrides.values()))) as info:
+        copy(multiarch.reference, f"oci:{tmp_shm / 'out'}", ctx)
     assert "available: linux/amd64" in str(info.value)
     assert not (tmp_shm / "out").exists()
 
@@ -408,6 +414,26 @@ def test_recompression_keeps_the_diff_ids(
     assert plain_digest(layer, algorithm) == busybox_layout.diff_ids[0]
     if algorithm == "gzip":  # already gzip: nothing to do, digests kept
         assert report.manifest_digest == busybox_layout.manifest_digest
+
+
+@pytest.mark.parametrize(("algorithm", "low", "high"), [("zstd", 1, 19), ("gzip", 1, 9)])
+def test_compression_level_is_applied(
+    busybox_layout: BusyboxImage, tmp_shm: Path, algorithm: str, low: int, high: int
+) -> None:
+    plain = tmp_shm / "plain"  # uncompressed, so both levels start from the same bytes
+    copy(busybox_layout.reference, f"oci:{plain}", decompress=True)
+    sizes = []
+    for level in (low, high):
+        report = copy(
+            f"oci:{plain}",
+            f"oci:{tmp_shm / f'{algorithm}-{level}'}",
+            compress_format=algorithm,
+            compress_level=level,
+        )
+        layer = json.loads(report.manifest)["layers"][0]
+        assert mt.layer_compression(layer["mediaType"]) == algorithm
+        sizes.append(layer["size"])
+    assert sizes[1] < sizes[0]
 
 
 def test_zstd_back_to_gzip(busybox_layout: BusyboxImage, tmp_shm: Path) -> None:
