@@ -123,6 +123,8 @@ def import_image(
 def _place(path: Path, target: Path) -> None:
     """Hard-link the user's file into the layout (same file system), else copy it."""
     try:
+        if not path.exists():
+            raise ImageError(f"cannot import {path}: no such file", "check the path")
         if not path.is_file():
             raise ImageError(
                 f"cannot import {path}: not a file",
