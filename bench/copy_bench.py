@@ -1,0 +1,292 @@
+"""``skiff image copy`` beside ``skopeo copy`` on the shared bench images.
+
+    bench/copy [--runs 5] [--warmup 1] [--case NAME ...] [--json DIR]
+
+Each case is one hyperfine call timing skopeo and skiff with the same
+arguments (all runs of one, then all of the other) and prints the ratio of
+the median wall times (skiff / skopeo; goal ≤ 0.9) and the mean CPU time
+(user + system) of each:
+
+  pull-medium, pull-large  registry → ``oci:`` (docker://localhost:5000/bench/IMG:latest)
+  push-medium, push-large  ``oci:`` → registry (the fixture layouts in
+                           /var/tmp/skiff-bench/oci, into a private sink
+                           registry emptied before every run)
+  zstd-large               gzip → zstd of the large image, ``oci:`` → ``oci:``,
+                           beside ``zstd -T2 -3`` compressing the same
+                           uncompressed layer (goal: skiff ≤ 1.5 x zstd; also
+                           shown with an fsync of zstd's output, as durable
+                           as the layouts skiff and skopeo write) and
+                           skopeo's own conversion
+
+Needs the bench environment of /work/shared/bench (its registry on
+127.0.0.1:5000 with the fixture images, the OCI layouts, the benchfs
+mount for scratch) plus hyperfine, skopeo, zstd and docker-registry. The
+sink registry is started here on a free loopback port and stopped at the
+end. skiff's modules are byte-compiled first (as a pip install does;
+this environment sets PYTHONDONTWRITEBYTECODE), so start-up is measured
+as users get it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SKIFF = Path(sys.executable).parent / "skiff"
+REGISTRY = "localhost:5000"
+OCI = Path(os.environ.get("BENCH_STATE", "/var/tmp/skiff-bench")) / "oci"
+SCRATCH = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench")) / "scratch"
+GOAL_RATIO = 0.9
+GOAL_ZSTD = 1.5
+
+
+@dataclass
+class Case:
+    name: str
+    skopeo: str
+    skiff: str
+    prepare: str
+    extra: dict[str, str] | None = None
+    """Further commands timed in the same hyperfine call (label → command)."""
+
+
+def die(message: str) -> None:
+    print(f"bench/copy: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check_environment() -> None:
+    for tool in ("hyperfine", "skopeo", "zstd", "docker-registry"):
+        if shutil.which(tool) is None:
+            die(f"{tool} not found (see /work/shared/bench/README.md)")
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2).close()
+    except OSError as exc:
+        die(f"no registry on {REGISTRY} ({exc}); start it: /work/shared/bench/registry start")
+    for image in ("medium", "large"):
+        if not (OCI / f"{image}-gzip" / "index.json").exists():
+            die(f"{OCI}/{image}-gzip missing; build it: /work/shared/bench/fixtures")
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(SCRATCH.parent):
+        print(
+            f"bench/copy: warning: {SCRATCH.parent} is not the benchfs mount "
+            "(/work/shared/bench/benchfs up); disk timings may differ",
+            file=sys.stderr,
+        )
+
+
+def compile_skiff() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sink_registry() -> Iterator[tuple[str, Path]]:
+    """A docker-registry on a free loopback port, storage in scratch, no blob cache
+    (so deleting its storage really empties it); yields (host, storage dir)."""
+    root = Path(tempfile.mkdtemp(prefix="copy-sink.", dir=SCRATCH))
+    storage = root / "storage"
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: error, accesslog: {disabled: true}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}},"
+        " maintenance: {uploadpurging: {enabled: false}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}', secret: bench-copy-sink}}\n"
+    )
+    log = (root / "registry.log").open("wb")
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    die(f"sink registry did not start; see {root / 'registry.log'}")
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}", storage
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def plain_large_layer() -> Path:
+    """The large image's layer, uncompressed, in scratch (made once, checked by diff ID)."""
+    layout = OCI / "large-gzip"
+    index = json.loads((layout / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]
+    manifest = json.loads((layout / "blobs/sha256" / manifest_digest).read_bytes())
+    config_digest = manifest["config"]["digest"].split(":", 1)[1]
+    config = json.loads((layout / "blobs/sha256" / config_digest).read_bytes())
+    (layer,) = manifest["layers"]
+    diff_id = config["rootfs"]["diff_ids"][0]
+    out = SCRATCH / f"copy-large-{diff_id.split(':', 1)[1][:12]}.tar"
+    if not out.exists():
+        from isal import igzip
+
+        digest = hashlib.sha256()
+        tmp = out.with_suffix(".partial")
+        blob = layout / "blobs/sha256" / layer["digest"].split(":", 1)[1]
+        with igzip.open(blob) as src, tmp.open("wb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        if f"sha256:{digest.hexdigest()}" != diff_id:
+            tmp.unlink()
+            die("the large layer does not decompress to its diff ID")
+        tmp.rename(out)
+    return out
+
+
+def cases(sink: str, sink_storage: Path) -> list[Case]:
+    out = []
+    for image in ("medium", "large"):
+        dest = SCRATCH / f"copy-pull-{image}"
+        args = (
+            f"-q --src-tls-verify=false docker://{REGISTRY}/bench/{image}:latest oci:{dest}:latest"
+        )
+        out.append(
+            Case(
+                f"pull-{image}",
+                f"skopeo copy {args}",
+                f"{SKIFF} image copy {args}",
+                f"rm -rf {dest}",
+            )
+        )
+    for image in ("medium", "large"):
+        args = (
+            f"-q --dest-tls-verify=false oci:{OCI}/{image}-gzip:latest "
+            f"docker://{sink}/bench/{image}:latest"
+        )
+        out.append(
+            Case(
+                f"push-{image}",
+                f"skopeo copy {args}",
+                f"{SKIFF} image copy {args}",
+                f"rm -rf {sink_storage}/docker",
+            )
+        )
+    dest = SCRATCH / "copy-zstd-large"
+    plain = plain_large_layer()
+    args = f"-q --dest-compress-format zstd oci:{OCI}/large-gzip:latest oci:{dest}:latest"
+    out.append(
+        Case(
+            "zstd-large",
+            f"skopeo copy {args}",
+            f"{SKIFF} image copy {args}",
+            f"rm -rf {dest} {SCRATCH}/copy-large.tar.zst",
+            extra={
+                "zstd -T2": f"zstd -q -T2 -3 -f {plain} -o {SCRATCH}/copy-large.tar.zst",
+                # the same, durable like the oci: layouts both copy tools write
+                "zstd -T2 + fsync": (
+                    f"sh -c 'zstd -q -T2 -3 -f {plain} -o {SCRATCH}/copy-large.tar.zst"
+                    f" && sync {SCRATCH}/copy-large.tar.zst'"
+                ),
+            },
+        )
+    )
+    return out
+
+
+def run_case(case: Case, runs: int, warmup: int, json_dir: Path) -> dict[str, tuple[float, float]]:
+    commands = {"skopeo": case.skopeo, "skiff": case.skiff, **(case.extra or {})}
+    export = json_dir / f"{case.name}.json"
+    argv = ["hyperfine", "-N", "--style", "basic", "--runs", str(runs), "--warmup", str(warmup)]
+    argv += ["--prepare", case.prepare, "--export-json", str(export)]
+    for label, command in commands.items():
+        argv += ["--command-name", label, command]
+    subprocess.run(argv, check=True, stdout=sys.stderr)
+    results = json.loads(export.read_text())["results"]
+    # (median wall time: robust to a neighbour's burst on a shared machine,
+    # mean CPU time user+system) per command
+    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--case", action="append", help="run only these cases")
+    parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
+    args = parser.parse_args()
+    check_environment()
+    compile_skiff()
+    json_dir = args.json or Path(tempfile.mkdtemp(prefix="copy-bench-json.", dir=SCRATCH))
+    json_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with sink_registry() as (sink, storage):
+        for case in cases(sink, storage):
+            if args.case and case.name not in args.case:
+                continue
+            print(f"== {case.name}", file=sys.stderr)
+            means = run_case(case, args.runs, args.warmup, json_dir)
+            rows.append((case.name, means))
+    if args.json is None:
+        shutil.rmtree(json_dir, ignore_errors=True)
+    print(
+        "| case | skopeo wall (s) | skiff wall (s) | skiff/skopeo | goal | skopeo CPU (s) | skiff CPU (s) |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|")
+    for name, means in rows:
+        (skopeo, skopeo_cpu), (skiff, skiff_cpu) = means["skopeo"], means["skiff"]
+        ratio = skiff / skopeo
+        verdict = "ok" if ratio <= GOAL_RATIO else "MISSED"
+        print(
+            f"| {name} | {skopeo:.3f} | {skiff:.3f} | {ratio:.2f} | ≤ {GOAL_RATIO} {verdict} "
+            f"| {skopeo_cpu:.3f} | {skiff_cpu:.3f} |"
+        )
+    for name, means in rows:
+        skiff = means["skiff"][0]
+        for label in ("zstd -T2", "zstd -T2 + fsync"):
+            if label in means:
+                zstd = means[label][0]
+                ratio = skiff / zstd
+                verdict = "ok" if ratio <= GOAL_ZSTD else "MISSED"
+                print(
+                    f"\n{name}: {label} {zstd:.3f} s, skiff {skiff:.3f} s: "
+                    f"skiff/({label}) = {ratio:.2f} (goal ≤ {GOAL_ZSTD}: {verdict})"
+                )
+
+
+if __name__ == "__main__":
+    main()
