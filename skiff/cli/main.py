@@ -47,6 +47,17 @@ def _c(name: str, help_text: str, *aliases: str) -> Cmd:
 IMAGE_COMMANDS: dict[str, Cmd | Group] = {
     "copy": _c("image_copy", "Copy an image from one location to another", "cp"),
     "inspect": _c("image_inspect", "Inspect an image (local, or TRANSPORT:REF like skopeo)"),
+    "ls": _c("images", "List images in local storage", "list"),
+    "rm": _c("rmi", "Remove images from local storage", "remove"),
+    "tag": _c("tag", "Add names to a local image"),
+    "untag": _c("untag", "Remove names from a local image"),
+    "history": _c("history", "Show the history of an image"),
+    "prune": _c("image_prune", "Remove unused images"),
+    "mount": _c("mount", "Mount an image's root file system"),
+    "unmount": _c("umount", "Unmount an image's root file system", "umount"),
+    "exists": _c("images", "Exit 0 if an image exists locally, 1 if not"),
+    "tree": _c("images", "Show an image's layers as a tree"),
+    "diff": _c("diff", "Show what an image's top layer changed"),
     "list-tags": _c("image_list_tags", "List the tags of a repository in a registry"),
     "delete": _c("image_delete", "Delete an image from a registry or other transport"),
     "import": _c("import_", "Import a tarball to create a filesystem image"),
@@ -82,6 +93,11 @@ CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "cleanup": _c(
         "container_basic", "Clean up a container after it exited (conmon's exit command)"
     ),
+    "create": _c("create", "Create but do not start a container"),
+    "diff": _c("diff", "Show the changes of a container's file system"),
+    "export": _c("export", "Export a container's file system as a tar archive"),
+    "mount": _c("mount", "Mount a container's root file system"),
+    "unmount": _c("umount", "Unmount a container's root file system", "umount"),
     "cp": _c("cp", "Copy files/folders between a container and the local filesystem"),
     "init": _c(
         "container_basic", "Initialize containers (create them in the runtime, do not start)"
@@ -99,8 +115,27 @@ CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "wait": _c("container_basic", "Wait for containers to exit and print their exit codes"),
 }
 
+SYSTEM_COMMANDS: dict[str, Cmd | Group] = {
+    "check": _c("system", "Check the store for inconsistencies (--repair fixes them)"),
+    "df": _c("system", "Show disk usage by images, containers and volumes"),
+    "info": _c("system", "Display skiff system information"),
+    "prune": _c("system", "Remove unused data (images)"),
+}
+
 COMMANDS: dict[str, Cmd | Group] = {
     "container": Group("Manage containers", CONTAINER_COMMANDS),
+    "create": _c("create", "Create but do not start a container"),
+    "diff": _c("diff", "Show the changes of a container's or image's file system"),
+    "export": _c("export", "Export a container's file system as a tar archive"),
+    "history": _c("history", "Show the history of an image"),
+    "images": _c("images", "List images in local storage"),
+    "info": _c("info", "Display skiff system information"),
+    "mount": _c("mount", "Mount a container's (or an image's) root file system"),
+    "rmi": _c("rmi", "Remove images from local storage"),
+    "system": Group("Manage skiff: disk usage, store checks, pruning", SYSTEM_COMMANDS),
+    "tag": _c("tag", "Add names to a local image"),
+    "umount": _c("umount", "Unmount a container's root file system", "unmount"),
+    "untag": _c("untag", "Remove names from a local image"),
     "cp": _c("cp", "Copy files/folders between a container and the local filesystem"),
     "init": _c("container_basic", "Initialize containers"),
     "kill": _c("container_basic", "Kill running containers with a signal"),

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from skiff.cli import imageopts
+
+if TYPE_CHECKING:
+    from skiff.config import SystemContext
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="TRANSPORT:REFERENCE, or a local image")
+    parser.add_argument("more", nargs="*", metavar="IMAGE", help="more local images")
     parser.add_argument(
         "--raw", action="store_true", help="print the raw manifest (or config with --config)"
     )
@@ -36,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     ctx = imageopts.side_context(system_context(args), args, "")
     if not _has_transport(args.image):
-        from skiff.errors import InvalidReference
+        return _inspect_local(ctx, [args.image, *args.more], args.format)
+    if args.more:
+        from skiff.errors import UsageError
 
-        raise InvalidReference(
-            f"{args.image!r} names no transport",
-            "use TRANSPORT:REFERENCE, e.g. docker://quay.io/a/b:tag or oci:/path:tag",
+        raise UsageError(
+            "TRANSPORT:REFERENCE inspects one image at a time", "run one inspect per image"
         )
     from skiff.image import inspect as lib
     from skiff.image.transports import parse_image_name
@@ -69,4 +75,28 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_template(args.format, output))
     else:
         print(json.dumps(output, indent=4))
+    return 0
+
+
+LOCAL_INDENT = " " * 5  # podman image inspect
+
+
+def _inspect_local(ctx: SystemContext, names: list[str], fmt: str | None) -> int:
+    """podman's ``image inspect`` of local images: a JSON array, or a template per image."""
+    from skiff.cli.gotemplate.gojson import encode
+    from skiff.cli.output import format_items, is_json
+    from skiff.libimage.inspect import inspect_images
+
+    report = inspect_images(ctx, names)
+    if fmt is None or is_json(fmt):
+        sys.stdout.write(encode(report.images, escape_html=True, indent=LOCAL_INDENT) + "\n")
+    else:
+        views = [{**data, "ID": data["Id"]} for data in report.images]
+        sys.stdout.write(format_items(fmt, views))
+    if report.errors:
+        for error in report.errors[:-1]:
+            print(f"Error: inspecting object: {error}", file=sys.stderr)
+        last = report.errors[-1]
+        last.message = f"inspecting object: {last.message}"
+        raise last
     return 0
