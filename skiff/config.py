@@ -113,6 +113,8 @@ class SystemContext:
     policy_path: Path | None = None
     insecure_policy: bool = False
     registries_d: Path | None = None
+    lookaside_timeout: float = 30.0
+    """Seconds to wait for an http(s) lookaside server to answer."""
 
     # local store
     storage_root: Path = DEFAULT_STORAGE_ROOT

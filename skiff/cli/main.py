@@ -65,6 +65,17 @@ IMAGE_COMMANDS: dict[str, Cmd | Group] = {
     "pull": _c("pull", "Pull an image from a registry"),
     "push": _c("push", "Push an image to a registry or other destination"),
     "save": _c("save", "Save images to an archive"),
+    "sign": _c("image_sign", "Sign images (GPG simple signing) where they are stored"),
+    "standalone-sign": _c("image_standalone", "Sign a manifest file with a GPG key (skopeo's)"),
+    "standalone-verify": _c("image_standalone", "Verify a signature of a manifest file"),
+    "trust": Group(
+        "Show or change the trust policy (policy.json)",
+        {
+            "show": _c("image_trust", "Show the trust policy"),
+            "set": _c("image_trust", "Set the trust policy of a scope"),
+        },
+    ),
+    "generate-sigstore-key": _c("image_sigstore_key", "Generate a sigstore key pair"),
 }
 
 NETWORK_COMMANDS: dict[str, Cmd | Group] = {

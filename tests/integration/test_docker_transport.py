@@ -369,6 +369,10 @@ def test_signatures_need_lookaside(
 
     ref = f"{registry.host}/{unique_repo}:v1"
     dest = push(registry.context, ref, busybox_layout)
+    # opening through the transport wires registries.d (skiff.signature.hooks);
+    # this test pins the hooks themselves, so start without them
+    assert dest.supports_signatures()
+    dest.signature_writer = None
     assert not dest.supports_signatures()
     dest.put_signatures([])  # nothing to store: fine
     with pytest.raises(SignatureError, match="no lookaside storage"):
@@ -378,6 +382,7 @@ def test_signatures_need_lookaside(
     dest.put_signatures([b"signature"])
     assert stored == [(ref, busybox_layout.manifest_digest, [b"signature"])]
     with source(registry.context, ref) as src:
+        src.signature_reader = None
         assert src.get_signatures() == []
         src.signature_reader = lambda name, digest: [f"{name}@{digest}".encode()]
         assert src.get_signatures() == [f"{ref}@{busybox_layout.manifest_digest}".encode()]

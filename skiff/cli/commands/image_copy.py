@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from skiff.cli import imageopts
+from skiff.cli.trust import add_signing_options
 from skiff.errors import UsageError
 from skiff.oci import mediatypes as mt
 
@@ -52,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remove-signatures", action="store_true", help="do not copy signatures from the source"
     )
-    parser.add_argument("--sign-by", metavar="FINGERPRINT", help="sign the image with this GPG key")
+    add_signing_options(parser, identity=True)
     parser.add_argument(
         "--digestfile",
         type=Path,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from skiff.cli.commands.pull import registry_context, registry_options
+from skiff.cli.trust import add_signing_options
 from skiff.errors import UsageError
 from skiff.oci import mediatypes as mt
 
@@ -39,7 +40,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remove-signatures", action="store_true", help="do not copy the image's signatures"
     )
-    parser.add_argument("--sign-by", metavar="FINGERPRINT", help="sign the image with this GPG key")
+    add_signing_options(parser)
     parser.add_argument(
         "--digestfile",
         type=Path,

@@ -3,7 +3,8 @@
 Order of work (each step may refuse, and nothing is committed until the end):
 1. open the source, fetch the top-level manifest; when the reference names a
    digest, verify the bytes against it before parsing anything;
-2. ask the trust policy (``options.policy_check``) — before reading blobs;
+2. ask the trust policy (``options.policy_check``, else the source context's
+   policy.json unless ``insecure_policy``) — before reading blobs;
 3. pick the image: the whole index (``--all``), or the instance for this
    platform, verified against the digest the index gives;
 4. copy blobs and manifest(s) (``single``/``multi``);
@@ -22,7 +23,7 @@ from skiff.errors import SignatureError
 from skiff.image.copy.multi import copy_index
 from skiff.image.copy.options import CopyOptions, CopyReport
 from skiff.image.copy.single import copy_single_image
-from skiff.image.types import ImageDestination, ImageReference
+from skiff.image.types import ImageDestination, ImageReference, ImageSource
 from skiff.oci import mediatypes as mt
 from skiff.oci.manifest import ImageIndex, guess_media_type, parse_manifest
 from skiff.oci.platform import wanted_platform
@@ -49,8 +50,7 @@ def copy_image(
         named = src_ref.docker_reference()
         if named is not None and named.digest is not None:
             named.digest.verify_bytes(raw, what=f"manifest of {named}")
-        if options.policy_check is not None:
-            options.policy_check(source, raw, media_type)
+        _check_policy(source, raw, media_type, options, src_ctx)
 
         instance = None
         if mt.is_index(media_type) and not options.copy_all:
@@ -84,6 +84,32 @@ def copy_image(
         return report
     finally:
         source.close()
+
+
+def _check_policy(
+    source: ImageSource,
+    raw: bytes,
+    media_type: str,
+    options: CopyOptions,
+    src_ctx: SystemContext,
+) -> None:
+    """Ask the trust policy before anything else is read.
+
+    ``options.policy_check`` when a caller supplies one; otherwise the
+    policy of the source context itself (``--policy``, the user's or the
+    system policy.json), unless it says ``insecure_policy``. Enforcement
+    thus never depends on a caller remembering to ask. The evaluator lives
+    in skiff.signature (imported here, lazily, as containers/image's copy
+    imports its signature package).
+    """
+    if options.policy_check is not None:
+        options.policy_check(source, raw, media_type)
+        return
+    if src_ctx.insecure_policy:
+        return
+    from skiff.signature.policy import check_image
+
+    check_image(src_ctx, source, raw, media_type)
 
 
 def _write_signatures(

@@ -135,14 +135,32 @@ class DockerReference:
         return out
 
     def new_image_source(self, ctx: SystemContext) -> DockerImageSource:
+        """Open the image; its signatures come from registries.d's lookaside
+        (and sigstore attachments where enabled), wired here so that every
+        caller reads them the same way."""
         from skiff.image.transports.docker.source import DockerImageSource
+        from skiff.signature.hooks import attach_source_hooks
 
-        return DockerImageSource.open(ctx, self)
+        source = DockerImageSource.open(ctx, self)
+        try:
+            attach_source_hooks(source, ctx)
+        except BaseException:
+            source.close()
+            raise
+        return source
 
     def new_image_destination(self, ctx: SystemContext) -> DockerImageDestination:
+        """Open for writing; signatures go where registries.d says (see above)."""
         from skiff.image.transports.docker.destination import DockerImageDestination
+        from skiff.signature.hooks import attach_destination_hooks
 
-        return DockerImageDestination.open(ctx, self)
+        dest = DockerImageDestination.open(ctx, self)
+        try:
+            attach_destination_hooks(dest, ctx)
+        except BaseException:
+            dest.close()
+            raise
+        return dest
 
     def delete_image(self, ctx: SystemContext) -> None:
         from skiff.image.transports.docker.operations import delete_image
