@@ -272,16 +272,22 @@ def copy(
                 return host
             return sides[rt.records.get(ref).id]
 
-        return _copy(
-            rt,
-            src=src,
-            src_side=side(src.container),
-            dst=dst,
-            dst_side=side(dst.container),
-            options=options,
-            stdin=stdin,
-            stdout=stdout,
-        )
+        try:
+            return _copy(
+                rt,
+                src=src,
+                src_side=side(src.container),
+                dst=dst,
+                dst_side=side(dst.container),
+                options=options,
+                stdin=stdin,
+                stdout=stdout,
+            )
+        except OSError as exc:
+            raise ContainerError(
+                f"copying {_shown(src)} to {_shown(dst)}: {exc.strerror or exc}",
+                "if a running container changed the path meanwhile, retry",
+            ) from exc
 
 
 def _copy(
@@ -309,7 +315,13 @@ def _copy(
             _refuse_terminal(stdout)
             tar = TreeTar(skip_devices=src_side.runtime_devices)
             chunks = _chain(
-                tar.add(source.parent_fd, source.name, b"" if contents_only else src_name), tar
+                tar.add(
+                    source.parent_fd,
+                    source.name,
+                    b"" if contents_only else src_name,
+                    source.st,
+                ),
+                tar,
             )
             for chunk in chunks:
                 stdout.write(chunk)
@@ -334,10 +346,16 @@ def _copy(
         if source.name is None or (contents_only and source.is_dir and top == b""):
             src_dir = source.open_dir()
             stack.callback(os.close, src_dir)
-            members = tar.add(src_dir, None, top)
+            members = tar.add(src_dir, None, top, source.st)
         else:
-            members = tar.add(source.parent_fd, source.name, top)
+            members = tar.add(source.parent_fd, source.name, top, source.st)
         return _extract(_chain(members, tar), dir_fd, dst_side, tar)
+
+
+def _shown(location: Location) -> str:
+    if location.container is None:
+        return location.path
+    return f"{location.container}:{location.path}"
 
 
 def _chain(members: Iterator[bytes], tar: TreeTar) -> Iterator[bytes]:

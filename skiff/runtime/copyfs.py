@@ -222,15 +222,25 @@ class TreeTar:
         self._buf = bytearray()
         self._links: dict[tuple[int, int], bytes] = {}
 
-    def add(self, parent_fd: int, name: str | None, as_name: bytes) -> Iterator[bytes]:
+    def add(
+        self,
+        parent_fd: int,
+        name: str | None,
+        as_name: bytes,
+        expected: os.stat_result | None = None,
+    ) -> Iterator[bytes]:
         """The entry ``name`` of directory ``parent_fd`` (None: that directory
         itself) named ``as_name`` in the tar, with all it holds; ``as_name``
-        b"" puts a directory's contents at the top of the tar."""
+        b"" puts a directory's contents at the top of the tar. ``expected``:
+        the entry as it was located; another inode there now (a running
+        container swapped it) is an error, not a different copy."""
         try:
             if name is None:
                 dir_fd = os.open(".", _O_READ_DIR, dir_fd=parent_fd)
                 try:
                     st = os.fstat(dir_fd)
+                    if expected is not None and _identity(st) != _identity(expected):
+                        raise _changed(as_name or b".")
                     if as_name:
                         yield from self._header(as_name, st, dir_fd)
                     yield from self._tree(dir_fd, as_name)
@@ -238,10 +248,14 @@ class TreeTar:
                     os.close(dir_fd)
                 return
             st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            if expected is not None and _identity(st) != _identity(expected):
+                raise _changed(as_name or os.fsencode(name))
             if stat.S_ISDIR(st.st_mode):
                 dir_fd = os.open(name, _O_READ_DIR, dir_fd=parent_fd)
                 try:
                     st = os.fstat(dir_fd)
+                    if expected is not None and _identity(st) != _identity(expected):
+                        raise _changed(as_name or os.fsencode(name))
                     if as_name:
                         yield from self._header(as_name, st, dir_fd)
                     yield from self._tree(dir_fd, as_name)
@@ -401,6 +415,10 @@ class TreeTar:
             f"cannot read {shown!r} for copying: {exc.strerror or exc}",
             "check that the source is readable",
         )
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)
 
 
 def _listing(dir_fd: int) -> list[tuple[bytes, os.stat_result]]:

@@ -30,13 +30,17 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import CliEnv, Result
 from skiff.testing.network import free_subnet, interface_exists, mounts_under, wait_for
+
+if TYPE_CHECKING:
+    from skiff.config import SystemContext
 
 IMAGE = "localhost/busybox:latest"
 _bridges = itertools.count()
@@ -170,13 +174,35 @@ class ContainerEnv(CliEnv):
                     ]
         return found
 
+    @contextmanager
+    def mounted(self, ref: str) -> Iterator[Path]:
+        """A stopped container's storage, mounted through the library (and unmounted)."""
+        from skiff.runtime.engine import Runtime
+
+        rt = Runtime(self.context())
+        try:
+            container_id = rt.records.get(ref).id
+            path = rt.store.mount_container(container_id)
+            try:
+                yield path
+            finally:
+                rt.store.unmount_container(container_id)
+        finally:
+            rt.close()
+
+    def context(self) -> SystemContext:
+        from skiff.config import SystemContext
+
+        return SystemContext(
+            storage_root=self.root, run_root=self.runroot, storage_driver=self.driver
+        )
+
     def records(self) -> list[str]:
         """IDs of container records and storage containers (through the library)."""
-        from skiff.config import SystemContext
         from skiff.runtime.records import ContainerRecords
         from skiff.storage.store import Store
 
-        store = Store.open(SystemContext(storage_root=self.root, run_root=self.runroot))
+        store = Store.open(self.context())
         try:
             ids = [f"record {c.id[:12]}" for c in ContainerRecords(store.db).all()]
             ids += [f"storage container {c.id[:12]}" for c in store.containers.all()]
