@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -370,4 +371,5 @@ def create_options(rt: Any, args: argparse.Namespace, image_for_run: Any) -> Any
         runtime=args.runtime or "",
         log_driver=args.log_driver,
         volumes_from=list(args.volumes_from),
+        create_command=["skiff", *sys.argv[1:]],
     )

@@ -51,6 +51,8 @@ class CreateOptions:
     created_by: str = "cli"
     cri: dict[str, Any] = field(default_factory=dict)
     container_id: str = ""
+    create_command: list[str] = field(default_factory=list)
+    """The command line that asked for the container (inspect shows it)."""
 
 
 def _check_name(name: str) -> None:
@@ -136,6 +138,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         hostname=sg.basic.hostname,
         created_by=opts.created_by,
         cri=dict(opts.cri),
+        create_command=list(opts.create_command),
     )
     rt.store.create_container(name, opts.image.id, container_id=container_id)
     try:

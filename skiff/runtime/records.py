@@ -101,6 +101,8 @@ class ContainerConfig:
     """cli or cri: who made it (the CRI server's containers are listed by the CLI too)."""
     cri: dict[str, Any] = field(default_factory=dict)
     """CRI metadata (attempt, sandbox, log dir) for containers the CRI server made."""
+    create_command: list[str] = field(default_factory=list)
+    """The command line that created the container (inspect's Config.CreateCommand)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
@@ -245,6 +247,15 @@ class ContainerRecords:
             conn.execute(
                 "UPDATE runtime_containers SET state=? WHERE id=?",
                 (json.dumps(asdict(container.state)), container.id),
+            )
+
+    def save_config(self, container: Container) -> None:
+        """Rewrite a container's config: only for what podman lets change after
+        create (``update``'s resource limits), under the container's lock."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE runtime_containers SET config=? WHERE id=?",
+                (json.dumps(asdict(container.config)), container.id),
             )
 
     def reload(self, container: Container) -> Container:
