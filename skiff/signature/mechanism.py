@@ -189,8 +189,10 @@ class GPGMechanism:
         for line in run.status:
             if line[0] == "IMPORT_OK" and len(line) >= 3 and line[2] not in fingerprints:
                 fingerprints.append(line[2].upper())
-        if run.returncode != 0 and not fingerprints:
-            raise SignatureError(f"importing {what} failed: {run.error_text()}")
+        if not fingerprints:
+            raise SignatureError(
+                f"{what} contains no OpenPGP public key", f"gpg said: {run.error_text()}"
+            )
         return fingerprints
 
     def sign(self, payload: bytes, key: str, passphrase: str | None = None) -> bytes:
@@ -320,10 +322,7 @@ def ephemeral_keyring(
         mech = GPGMechanism(home, binary=binary)
         trusted: set[str] = set()
         for data, what in keys:
-            found = mech.import_keys(data, what)
-            if not found:
-                raise SignatureError(f"{what} contains no OpenPGP public key")
-            trusted.update(found)
+            trusted.update(mech.import_keys(data, what))
         yield mech, frozenset(trusted)
     finally:
         shutil.rmtree(home, ignore_errors=True)
