@@ -42,7 +42,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -114,6 +114,7 @@ def apply(
     skip_denied_devices: bool = False,
     ignore_xattr_errors: bool = False,
     tar_split: str | os.PathLike[str] | None = None,
+    stream_digest: Callable[[], Digest] | None = None,
 ) -> ApplyResult:
     """Extract the layer ``stream`` into the existing directory ``layer_dir``.
 
@@ -129,10 +130,15 @@ def apply(
     ``tar_split``: write the tar's framing there (see ``tarsplit``), so
     ``tarsplit.iter_layer_tar`` can rebuild the exact tar later; the file
     appears only when the whole stream was applied.
+    ``stream_digest``: the stream's digest as the caller computes it anyway
+    (the copy engine verifies every blob while it streams), valid at its
+    end; the stream is then not hashed again here (see ``DecompressedStream``).
     """
     if whiteout_format not in ("overlay", "vfs"):
         raise StorageError(f"unknown whiteout format {whiteout_format!r}", "use 'overlay' or 'vfs'")
-    source = DecompressedStream(stream, max_bytes=max_bytes, what=f"layer for {layer_dir}")
+    source = DecompressedStream(
+        stream, max_bytes=max_bytes, what=f"layer for {layer_dir}", stream_digest=stream_digest
+    )
     split: TarSplitWriter | None = None
     try:
         applier = _Applier(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Final, Protocol, cast
 
 from skiff.errors import InvalidArchive, UnsafeArchive
@@ -90,8 +90,14 @@ class DecompressedStream:
         chunk_size: int = CHUNK_SIZE,
         depth: int = QUEUE_DEPTH,
         what: str = "layer",
+        stream_digest: Callable[[], Digest] | None = None,
     ) -> None:
+        """``stream_digest``: the digest of ``stream`` as its owner computes it
+        anyway (the copy engine's verifying stream), valid once the stream
+        ended. The stream's bytes are then not hashed a second time here: it
+        is ``digest``, and for a plain tar also ``diff_id``."""
         self._stream = stream
+        self._stream_digest = stream_digest
         self._max_bytes = max_bytes
         self._chunk_size = chunk_size
         self._what = what
@@ -127,6 +133,8 @@ class DecompressedStream:
     @property
     def digest(self) -> Digest:
         """Digest of the stream as read (compressed), valid at end of stream."""
+        if self._stream_digest is not None:
+            return self._stream_digest()
         return Digest("sha256", self._compressed_hash.hexdigest())
 
     @property
@@ -182,7 +190,8 @@ class DecompressedStream:
                 f"reading {self._what} failed: {exc}", "retry; check the source"
             ) from exc
         if data:
-            self._compressed_hash.update(data)
+            if self._stream_digest is None:
+                self._compressed_hash.update(data)
             self.compressed_size += len(data)
         return data
 

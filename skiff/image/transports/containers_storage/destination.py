@@ -167,6 +167,8 @@ class StorageDestination:
                 staging.content,
                 whiteout_format="overlay",
                 tar_split=staging.path / "tar-split",
+                # the engine hashes (and verifies) the blob: not twice
+                stream_digest=lambda: stream.digest,
             )
         except InvalidArchive as exc:
             self.store.layers.discard_staging(staging)
@@ -359,6 +361,8 @@ class StorageDestination:
                         whiteout_format=self.store.driver.whiteout_format,
                         expected_diff_id=diff_id,
                         tar_split=staging.path / "tar-split",
+                        # spooled under the digest the engine verified
+                        stream_digest=lambda: blob,
                     )
                 compression = spooled.compression
             else:
