@@ -501,3 +501,32 @@ def test_parallel_pulls_in_threads_share_one_store(
         assert len(store.layers.all()) == 1 + 2 * 3
     finally:
         store.close()
+
+
+def test_apply_takes_the_stream_digest_from_its_caller(tmp_shm: Path) -> None:
+    """The copy engine hashes every blob; the extractor then does not hash it again:
+    the digest it reports is the caller's, and for a plain tar so is the diff ID."""
+    import gzip
+    import io
+
+    from skiff.oci.digest import VerifyingReader, sha256_of
+    from skiff.storage.archive import apply
+
+    tar = layer_tar([Member("a.txt", data=b"a\n"), Member("b/", "dir")])
+    for blob in (tar, gzip.compress(tar, mtime=0)):
+        verifying = VerifyingReader(io.BytesIO(blob), sha256_of(blob), len(blob))
+        calls: list[Digest] = []
+
+        def stream_digest(
+            reader: VerifyingReader = verifying, seen: list[Digest] = calls
+        ) -> Digest:
+            seen.append(reader.digest)
+            return reader.digest
+
+        target = tmp_shm / f"layer-{len(blob)}"
+        target.mkdir()
+        result = apply(verifying, target, stream_digest=stream_digest)
+        assert calls, "the caller's digest was not used"
+        assert result.digest == sha256_of(blob)
+        assert result.diff_id == sha256_of(tar)
+        assert (target / "a.txt").read_bytes() == b"a\n"
