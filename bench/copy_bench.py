@@ -1,6 +1,6 @@
 """``skiff image copy`` beside ``skopeo copy`` on the shared bench images.
 
-    bench/copy [--runs 5] [--warmup 1] [--case NAME ...] [--json DIR]
+    bench/copy [--runs 5] [--warmup 1] [--case NAME ...] [--json DIR] [--baseline REV]
 
 Each case is one hyperfine call timing skopeo and skiff with the same
 arguments (all runs of one, then all of the other) and prints the ratio of
@@ -178,8 +178,34 @@ def plain_large_layer() -> Path:
     return out
 
 
-def cases(sink: str, sink_storage: Path) -> list[Case]:
-    out = []
+def baseline_tree(rev: str) -> Path:
+    """skiff's package as of ``rev`` (``git archive``), byte-compiled, in scratch."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tree = SCRATCH / f"copy-baseline-{commit}"
+    if not (tree / "skiff").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "skiff"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(tree / "skiff")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return tree
+
+
+def cases(sink: str, sink_storage: Path, baseline: tuple[str, Path] | None) -> list[Case]:
+    """The cases; ``baseline`` (label, tree) adds that skiff version to each."""
+    out: list[Case] = []
     for image in ("medium", "large"):
         dest = SCRATCH / f"copy-pull-{image}"
         args = (
@@ -225,6 +251,13 @@ def cases(sink: str, sink_storage: Path) -> list[Case]:
             },
         )
     )
+    if baseline is not None:
+        label, tree = baseline
+        # PYTHONPATH wins over the venv's editable install of the current tree
+        # (-P: the current directory is not put first on sys.path)
+        old = f"env PYTHONPATH={tree} {sys.executable} -P -m skiff.cli.main"
+        for case in out:
+            case.extra = {label: case.skiff.replace(str(SKIFF), old, 1), **(case.extra or {})}
     return out
 
 
@@ -235,7 +268,7 @@ def run_case(case: Case, runs: int, warmup: int, json_dir: Path) -> dict[str, tu
     argv += ["--prepare", case.prepare, "--export-json", str(export)]
     for label, command in commands.items():
         argv += ["--command-name", label, command]
-    subprocess.run(argv, check=True, stdout=sys.stderr)
+    subprocess.run(argv, check=True, stdout=sys.stderr, cwd=SCRATCH)
     results = json.loads(export.read_text())["results"]
     # (median wall time: robust to a neighbour's burst on a shared machine,
     # mean CPU time user+system) per command
@@ -248,14 +281,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--case", action="append", help="run only these cases")
     parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also time skiff as of git revision REV in the same runs (before/after)",
+    )
     args = parser.parse_args()
     check_environment()
     compile_skiff()
+    baseline = None
+    if args.baseline:
+        baseline = (f"skiff@{args.baseline}", baseline_tree(args.baseline))
     json_dir = args.json or Path(tempfile.mkdtemp(prefix="copy-bench-json.", dir=SCRATCH))
     json_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     with sink_registry() as (sink, storage):
-        for case in cases(sink, storage):
+        for case in cases(sink, storage, baseline):
             if args.case and case.name not in args.case:
                 continue
             print(f"== {case.name}", file=sys.stderr)
@@ -263,29 +304,38 @@ def main() -> None:
             rows.append((case.name, means))
     if args.json is None:
         shutil.rmtree(json_dir, ignore_errors=True)
-    print(
-        "| case | skopeo wall (s) | skiff wall (s) | skiff/skopeo | goal | skopeo CPU (s) | skiff CPU (s) |"
-    )
-    print("|---|---:|---:|---:|---|---:|---:|")
+    others = [label for label in (rows[0][1] if rows else {}) if label.startswith("skiff@")]
+    head = "| case | skopeo wall (s) | skiff wall (s) | skiff/skopeo | goal | skopeo CPU (s) | skiff CPU (s) |"
+    rule = "|---|---:|---:|---:|---|---:|---:|"
+    for label in others:
+        head += f" {label} wall (s) | {label}/skopeo | {label} CPU (s) |"
+        rule += "---:|---:|---:|"
+    print(head)
+    print(rule)
     for name, means in rows:
         (skopeo, skopeo_cpu), (skiff, skiff_cpu) = means["skopeo"], means["skiff"]
         ratio = skiff / skopeo
         verdict = "ok" if ratio <= GOAL_RATIO else "MISSED"
-        print(
+        line = (
             f"| {name} | {skopeo:.3f} | {skiff:.3f} | {ratio:.2f} | ≤ {GOAL_RATIO} {verdict} "
             f"| {skopeo_cpu:.3f} | {skiff_cpu:.3f} |"
         )
+        for label in others:
+            wall, cpu = means[label]
+            line += f" {wall:.3f} | {wall / skopeo:.2f} | {cpu:.3f} |"
+        print(line)
     for name, means in rows:
-        skiff = means["skiff"][0]
-        for label in ("zstd -T2", "zstd -T2 + fsync"):
-            if label in means:
-                zstd = means[label][0]
-                ratio = skiff / zstd
-                verdict = "ok" if ratio <= GOAL_ZSTD else "MISSED"
-                print(
-                    f"\n{name}: {label} {zstd:.3f} s, skiff {skiff:.3f} s: "
-                    f"skiff/({label}) = {ratio:.2f} (goal ≤ {GOAL_ZSTD}: {verdict})"
-                )
+        for version in ["skiff", *others]:
+            skiff = means[version][0]
+            for label in ("zstd -T2", "zstd -T2 + fsync"):
+                if label in means:
+                    zstd = means[label][0]
+                    ratio = skiff / zstd
+                    verdict = "ok" if ratio <= GOAL_ZSTD else "MISSED"
+                    print(
+                        f"{name}: {label} {zstd:.3f} s, {version} {skiff:.3f} s: "
+                        f"{version}/({label}) = {ratio:.2f} (goal ≤ {GOAL_ZSTD}: {verdict})"
+                    )
 
 
 if __name__ == "__main__":
