@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skiff.errors import ImageError, SkiffError, StorageError, UsageError
@@ -69,7 +70,8 @@ class PulledImage:
     image_id: str
     name: str | None
     """The name the image now has in the store (None: pulled by digest or unnamed)."""
-    manifest_digest: Digest
+    manifest_digest: Digest | None
+    """Of the manifest written (None for images taken from a whole archive)."""
 
 
 @dataclass
@@ -166,10 +168,31 @@ class _Started:
 
 
 def _destination_name(ref: ImageReference) -> NamedReference | None:
+    """The name a pulled image gets: its registry name; for archives and
+    layouts the tag or image name the reference selects (as ``load`` names
+    them); none when pulled by digest."""
+    from skiff.libimage.names import local_name
+
     named = ref.docker_reference()
-    if named is None or named.digest is not None:
+    if named is None:
+        image = getattr(ref, "image", "")  # oci: and oci-archive: select by name
+        return local_name(image) if isinstance(image, str) and image else None
+    if named.digest is not None:
         return None
     return named.tag_or_latest()
+
+
+def _whole_archive(ref: ImageReference) -> Path | None:
+    """The file of an archive reference that selects no image (pulled like ``load``)."""
+    if ref.transport.name not in ("docker-archive", "oci-archive"):
+        return None
+    image: object = getattr(ref, "image", "")
+    if ref.docker_reference() is not None or image:
+        return None
+    if getattr(ref, "source_index", None) is not None:
+        return None
+    path = getattr(ref, "path", None)
+    return Path(path) if isinstance(path, str) else None
 
 
 def _copy_into_store(
@@ -178,6 +201,9 @@ def _copy_into_store(
     from skiff.image.transports.containers_storage.destination import LayerVanished
     from skiff.libimage.blobhints import record_pull
 
+    archive = _whole_archive(ref)
+    if archive is not None:
+        return _load_archive(ctx, archive, options)
     dest_name = _destination_name(ref)
     watch = _Started(options.copy.progress)
     copy_options = replace(options.copy, progress=watch)
@@ -205,6 +231,17 @@ def _copy_into_store(
         image_id=image_id,
         name=str(dest_name) if dest_name is not None else None,
         manifest_digest=report.manifest_digest,
+    )
+
+
+def _load_archive(ctx: SystemContext, path: Path, options: PullOptions) -> PulledImage:
+    """``pull docker-archive:FILE`` as podman: the archive's images under its names."""
+    from skiff.libimage.saveload import LoadOptions, load_images
+
+    report = load_images(ctx, path, LoadOptions(copy=options.copy))
+    last = report.images[-1]
+    return PulledImage(
+        image_id=last.image_id, name=last.names[0] if last.names else None, manifest_digest=None
     )
 
 

@@ -385,3 +385,21 @@ def test_import_of_something_else_fails_on_one_line(cli: CliEnv) -> None:
     line = cli.fails("import", "-q", cli.base / "text.tar", "text")
     assert "tar header" in line
     assert stored(cli) == {}
+
+
+def test_pull_from_archives_names_images_as_load(
+    cli: CliEnv, other: CliEnv, layered: BusyboxImage
+) -> None:
+    into_store(cli, layered, "localhost/layered:v1")
+    docker = cli.base / "docker.tar"
+    oci = cli.base / "oci.tar"
+    cli.skiff("save", "-q", "-o", docker, "localhost/layered:v1")
+    cli.skiff("save", "-q", "--format", "oci-archive", "-o", oci, "localhost/layered:v1")
+    image_id = layered.config_digest.hex
+    assert other.skiff("pull", "-q", f"docker-archive:{docker}").stdout.strip() == image_id
+    assert stored(other) == {image_id: ("localhost/layered:v1",)}
+    other.skiff("pull", "-q", f"oci-archive:{oci}:localhost/layered:v1")
+    assert stored(other) == {image_id: ("localhost/layered:v1",)}
+    third = CliEnv(cli.base.parent / "third")
+    third.skiff("pull", "-q", f"docker-archive:{docker}:localhost/layered:v1")
+    assert stored(third) == {image_id: ("localhost/layered:v1",)}
