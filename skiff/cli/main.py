@@ -119,6 +119,7 @@ CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "export": _c("export", "Export a container's file system as a tar archive"),
     "mount": _c("mount", "Mount a container's root file system"),
     "unmount": _c("umount", "Unmount a container's root file system", "umount"),
+    "commit": _c("commit", "Create new image based on the changed container"),
     "cp": _c("cp", "Copy files/folders between a container and the local filesystem"),
     "init": _c(
         "container_basic", "Initialize containers (create them in the runtime, do not start)"
@@ -165,6 +166,7 @@ COMMANDS: dict[str, Cmd | Group] = {
     "tag": _c("tag", "Add names to a local image"),
     "umount": _c("umount", "Unmount a container's root file system", "unmount"),
     "untag": _c("untag", "Remove names from a local image"),
+    "commit": _c("commit", "Create new image based on the changed container"),
     "cp": _c("cp", "Copy files/folders between a container and the local filesystem"),
     "init": _c("container_basic", "Initialize containers"),
     "kill": _c("container_basic", "Kill running containers with a signal"),
