@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from skiff.errors import ImageUnknown
@@ -25,8 +24,8 @@ def image_for_run(rt: Any, args: argparse.Namespace, name: str, pull: str, quiet
     if pull == "never":
         raise ImageUnknown(f"{name}: image not known", "pull it first, or use --pull=missing")
     from skiff.cli import imageopts
-    from skiff.libimage.pull import PullOptions, pull_image
+    from skiff.cli.commands.pull import pull_with_output
 
     ctx = imageopts.side_context(rt.ctx, args, "")
-    report = pull_image(ctx, name, PullOptions(quiet=quiet, progress_stream=sys.stderr))
+    report = pull_with_output(ctx, name, args, quiet=quiet)
     return store.images.get(report.image_ids[-1])
