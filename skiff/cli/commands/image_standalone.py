@@ -79,7 +79,6 @@ def run_verify(args: argparse.Namespace) -> int:
         args.fingerprint.split(","),
         _read(args.signature, "signature"),
     )
-    sys.stdout.write(
-        f"Signature verified using fingerprint {result.fingerprint}, digest {result.digest}\n"
-    )
+    # skopeo 1.9's words (newer skopeo also names the fingerprint)
+    sys.stdout.write(f"Signature verified, digest {result.digest}\n")
     return 0
