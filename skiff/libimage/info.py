@@ -43,12 +43,14 @@ def runtime_info(ctx: SystemContext) -> dict[str, Any]:
     """The runtime's part of ``info``: merged into ``host`` (ociRuntime, conmon, ...)
     and ``store.containerStore`` (paused, running, stopped).
 
-    This is the hook for the runtime package: it returns {} until the
-    runtime reports its own facts here (the keys podman uses: ``ociRuntime``
-    {name, package, path, version}, ``conmon`` {...}, ``containerStore``
-    {paused, running, stopped}).
+    The runtime package reports these (``skiff.runtime.info``: the keys
+    podman uses: ``ociRuntime`` {name, package, path, version}, ``conmon``
+    {...}, ``containerStore`` {paused, running, stopped}, ...); it is
+    imported only here, when ``info`` runs.
     """
-    return {}
+    from skiff.runtime.info import runtime_info as from_runtime
+
+    return from_runtime(ctx)
 
 
 @dataclass(frozen=True)
