@@ -100,6 +100,20 @@ VOLUME_COMMANDS: dict[str, Cmd | Group] = {
     "unmount": _c("volume", "Unmount a volume", "umount"),
 }
 
+BUILDER_COMMANDS: dict[str, Cmd | Group] = {
+    "from": _c("builder", "Create a working container from an image (or scratch)"),
+    "run": _c("builder", "Run a command in a working container"),
+    "copy": _c("builder", "Copy files into a working container"),
+    "add": _c("builder", "Add files, archives and URLs to a working container"),
+    "config": _c("builder", "Change the image configuration of a working container"),
+    "mount": _c("builder", "Mount a working container's root file system"),
+    "umount": _c("builder", "Unmount working containers", "unmount"),
+    "commit": _c("builder", "Create an image from a working container"),
+    "containers": _c("builder", "List working containers", "ls", "list"),
+    "rm": _c("builder", "Remove working containers", "delete"),
+    "inspect": _c("builder", "Show a working container's configuration"),
+}
+
 CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "attach": _c("attach", "Attach to a running container"),
     "exec": _c("exec_", "Run a process in a running container"),
@@ -188,6 +202,8 @@ COMMANDS: dict[str, Cmd | Group] = {
     "save": _c("save", "Save images to an archive"),
     "network": Group("Manage networks", NETWORK_COMMANDS),
     "volume": Group("Manage volumes", VOLUME_COMMANDS),
+    "builder": Group("Build images in working containers (buildah's verbs)", BUILDER_COMMANDS),
+    "from": _c("builder", "Create a working container from an image (builder from)"),
     "login": _c("login", "Log in to a container registry"),
     "logout": _c("logout", "Log out of a container registry"),
     "version": _c("version", "Show version information"),
