@@ -175,7 +175,8 @@ def _driver_temporaries(store: Store) -> list[Finding]:
             if not (entry.endswith(_TEMP_SUFFIXES) or entry.startswith(".")):
                 continue
             stem = entry.lstrip(".").split(".", 1)[0]
-            if stem in busy or _tmp_owner_alive(entry) or _young(home / entry):
+            pid = _tmp_pid(entry)
+            if stem in busy or (process_alive(pid) if pid else _young(home / entry)):
                 continue
             out.append(Finding(KIND_TEMP, str(home / entry), "an unfinished create or remove"))
     return out
@@ -188,12 +189,12 @@ def _young(path: Path) -> bool:
         return True
 
 
-def _tmp_owner_alive(entry: str) -> bool:
-    """``.NAME.PID.tmp`` files (tar-split writers) belong to a live process."""
+def _tmp_pid(entry: str) -> int | None:
+    """The writer's pid in a ``.NAME.PID.tmp`` name (tar-split records), else None."""
     parts = entry.split(".")
     if len(parts) >= 3 and parts[-1] == "tmp" and parts[-2].isdigit():
-        return process_alive(int(parts[-2]))
-    return False
+        return int(parts[-2])
+    return None
 
 
 # --- layers ------------------------------------------------------------------------------
