@@ -563,3 +563,165 @@ def test_rejection_is_a_policy_error(world: World, busybox_layout: BusyboxImage)
     world.set_policy([{"type": "reject"}])
     with pytest.raises(PolicyRejected):
         world.pull("v1")
+
+
+# --- the README's walkthrough -------------------------------------------------------------
+
+
+def test_readme_trust_section_runs_as_written(tmp_shm: Path) -> None:
+    """README.md's "Trust" block, line by line in bash, as a reader pastes it.
+
+    Only the registry port (5000 may be taken) and /tmp/skiff-trust (into the
+    test's tmpfs directory) are changed. Both refusals must happen: their
+    ``|| echo`` lines are the proof, since an accepting pull prints no echo.
+    """
+    import os
+    import re
+    import socket
+
+    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
+        pytest.skip("needs docker-registry and skopeo")
+    repo = Path(__file__).resolve().parents[2]
+    section = (repo / "README.md").read_text().split("## Trust", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = block.group(1).replace("localhost:5000", f"localhost:{port}")
+    script = script.replace("/tmp/skiff-trust", str(tmp_shm / "skiff-trust"))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_shm),
+        "XDG_RUNTIME_DIR": str(tmp_shm),
+        "TMPDIR": str(tmp_shm),
+        "DEMO_REGISTRY_PORT": str(port),
+    }
+    try:
+        result = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + script],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    finally:
+        subprocess.run(
+            ["scripts/demo-registry", "stop"], cwd=repo, env=env, capture_output=True, check=False
+        )
+        gnupg = tmp_shm / "skiff-trust" / "gnupg"
+        if gnupg.exists():
+            subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "all"], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "refused: nothing signed :latest" in result.stdout
+    assert "refused: tampered" in result.stdout
+    assert "signature-1" in result.stdout
+    assert result.stderr.count("rejected by policy") == 2, result.stderr
+
+
+# --- trust show / set through the CLI -------------------------------------------------------
+
+
+def test_trust_set_and_show(tmp_shm: Path, keys: Keys) -> None:
+    from skiff.testing.cli import CliEnv
+
+    cli = CliEnv(tmp_shm / "env")
+    policy, registries_d = tmp_shm / "policy.json", tmp_shm / "registries.d"
+    flags = ["--policy", str(policy), "--registries.d", str(registries_d)]
+    cli.skiff(*flags, "image", "trust", "set", "--type", "reject", "default")
+    cli.skiff(
+        *flags, "image", "trust", "set", "-f", keys.alice_pub, "-f", keys.bob_pub,
+        "--lookaside", "https://sigs.example.com", "quay.io/team",
+    )  # fmt: skip
+    cli.skiff(*flags, "image", "trust", "set", "-t", "accept", "docker.io")
+    document = json.loads(policy.read_text())
+    assert document == {
+        "default": [{"type": "reject"}],
+        "transports": {
+            "docker": {
+                "quay.io/team": [
+                    {
+                        "type": "signedBy",
+                        "keyType": "GPGKeys",
+                        "keyPaths": [str(keys.alice_pub), str(keys.bob_pub)],
+                    }
+                ],
+                "docker.io": [{"type": "insecureAcceptAnything"}],
+            }
+        },
+    }
+    assert "https://sigs.example.com" in (registries_d / "skiff-trust.yaml").read_text()
+    shown = cli.skiff(*flags, "image", "trust", "show", "--json").json()
+    assert shown == [
+        {"transport": "all", "name": "default", "repo_name": "default", "type": "reject"},
+        {
+            "transport": "repository",
+            "name": "quay.io/team",
+            "repo_name": "quay.io/team",
+            "type": "signed",
+            "gpg_id": "alice@example.com, bob@example.com",
+            "sigstore": "https://sigs.example.com",
+        },
+        {
+            "transport": "repository",
+            "name": "docker.io",
+            "repo_name": "docker.io",
+            "type": "accept",
+        },
+    ]
+    table = cli.skiff(*flags, "image", "trust", "show").stdout.splitlines()
+    assert table[0].split() == ["TRANSPORT", "NAME", "TYPE", "ID", "STORE"]
+    assert cli.skiff(*flags, "image", "trust", "show", "--raw").stdout == policy.read_text()
+
+    assert "at least one public key" in cli.fails(
+        *flags, "image", "trust", "set", "-t", "signedBy", "quay.io/x"
+    )
+    assert "invalid scope" in cli.fails(*flags, "image", "trust", "set", "-t", "accept", "Bad!")
+    assert "invalid trust type" in cli.fails(*flags, "image", "trust", "set", "-t", "maybe", "q.io")
+    policy.write_text("{broken")
+    assert "not valid JSON" in cli.fails(*flags, "image", "trust", "show")
+    assert "not valid JSON" in cli.fails(*flags, "image", "trust", "set", "-t", "accept", "q.io")
+    assert policy.read_text() == "{broken"  # a broken policy is not overwritten
+
+
+def test_cli_signing_errors(tmp_shm: Path, busybox_layout: BusyboxImage, keys: Keys) -> None:
+    from skiff.testing.cli import CliEnv
+
+    cli = CliEnv(tmp_shm / "env")
+    out = f"dir:{tmp_shm / 'out'}"
+    # dir: has no Docker reference to sign as
+    assert "no Docker reference" in cli.fails(
+        "--insecure-policy", "image", "copy", "-q", "--sign-by", keys.alice,
+        busybox_layout.reference, out, env={"GNUPGHOME": str(keys.home)},
+    )  # fmt: skip
+    assert not (tmp_shm / "out").exists()
+    manifest = tmp_shm / "manifest.json"
+    manifest.write_bytes(busybox_layout.manifest_bytes())
+    assert "nobody@example.com" in cli.fails(
+        "image", "standalone-sign", manifest, "quay.io/a:1", "nobody@example.com",
+        "-o", tmp_shm / "sig", env={"GNUPGHOME": str(keys.home)},
+    )  # fmt: skip
+    assert not (tmp_shm / "sig").exists()
+    assert "need --sign-by" in cli.fails(
+        "image", "copy", "--sign-passphrase-file", "/dev/null", busybox_layout.reference, out
+    )
+    key_prefix = tmp_shm / "cosign"
+    passphrase = tmp_shm / "pass"
+    passphrase.write_text("pw\n")
+    cli.skiff(
+        "image", "generate-sigstore-key", "--output-prefix", key_prefix,
+        "--passphrase-file", passphrase,
+    )  # fmt: skip
+    assert "already exists" in cli.fails(
+        "image", "generate-sigstore-key", "--output-prefix", key_prefix,
+        "--passphrase-file", passphrase,
+    )  # fmt: skip
+    assert "no terminal" in cli.fails("image", "generate-sigstore-key", "--output-prefix", "x")
+    passphrase.write_text("wrong\n")
+    assert "wrong passphrase" in cli.fails(
+        "--insecure-policy", "image", "copy", "-q",
+        "--sign-by-sigstore-private-key", f"{key_prefix}.private",
+        "--sign-passphrase-file", passphrase, busybox_layout.reference, out,
+    )  # fmt: skip
