@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         since = parse_time_filter(args.since) if args.since else None
         until = parse_time_filter(args.until) if args.until else None
         out = sys.stdout.buffer
+        err = sys.stderr.buffer  # lines the container wrote to stderr go there, as podman's
         for container in targets:
             if container.config.log_driver == "none":
                 raise UsageError(
@@ -66,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
                 timestamps=args.timestamps,
                 is_running=running,
             ):
-                out.write(prefix + line.render())
-                if args.follow:
+                stream = err if line.stream == "stderr" else out
+                if stream is err:
                     out.flush()
+                stream.write(prefix + line.render())
+                if args.follow or stream is err:
+                    stream.flush()
         out.flush()
         return 0
     finally:
