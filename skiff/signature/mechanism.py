@@ -183,7 +183,11 @@ class GPGMechanism:
     # --- operations ---------------------------------------------------------
 
     def import_keys(self, data: bytes, what: str = "keys") -> list[str]:
-        """Import public keys (binary or armored); the primary fingerprints imported."""
+        """Import public keys (binary or armored); the primary fingerprints imported.
+
+        SignatureError when ``data`` holds no key at all: a policy naming a
+        file that is not a key must not silently trust nothing.
+        """
         run = self._run(["--import"], data, what=f"importing {what}")
         fingerprints = []
         for line in run.status:
@@ -312,8 +316,7 @@ def ephemeral_keyring(
 
     Yields the mechanism and the primary fingerprints imported; the home
     directory is removed on exit. Raises SignatureError if a key blob holds
-    no key at all (a policy naming a file that is not a key must not turn
-    into "trust nothing" silently).
+    no key at all (see ``import_keys``).
     """
     base = tmp_dir if tmp_dir is not None and tmp_dir.is_dir() else None
     home = Path(tempfile.mkdtemp(prefix="skiff-gpg-", dir=base))
