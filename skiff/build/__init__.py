@@ -6,6 +6,8 @@ The front half is pure logic:
                      text → ``Containerfile`` (directives, global ARGs, stages of
                      typed instructions, warnings); ``parse_instruction`` for
                      ONBUILD triggers.
+* ``arguments``    — one instruction's joined line → its typed instruction
+                     (flags, JSON/shell forms, NAME=VALUE words).
 * ``instructions`` — one dataclass per instruction, raw arguments kept;
                      ``parse_mount``, ``expose_ports``, ``parse_duration``.
 * ``words``        — ``expand``/``split_words``/``expand_words``: the builder's

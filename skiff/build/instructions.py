@@ -383,7 +383,7 @@ def parse_mount(spec: str, expander: Callable[[str], str] | None = None) -> RunM
             flag = _parse_bool(spec, key, value)
             readonly = flag if canonical in ("readonly", "ro", "read-only") else not flag
             continue
-        if canonical in _BUILDAH_VALUE_OPTIONS:
+        if canonical in _BUILDAH_VALUE_OPTIONS or key in _BUILDAH_FLAG_OPTIONS:
             options.append(f"{key}={value}")
             continue
         values[canonical] = value

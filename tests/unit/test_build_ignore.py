@@ -145,7 +145,7 @@ def test_may_descend(patterns: list[str], directory: str, descend: bool) -> None
     assert matcher(*patterns).may_descend(directory) is descend
 
 
-def make_tree(root: Path, files: list[str], dirs: list[str] = ()) -> None:  # type: ignore[assignment]
+def make_tree(root: Path, files: list[str], dirs: tuple[str, ...] = ()) -> None:
     for d in dirs:
         (root / d).mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -212,7 +212,7 @@ def test_walk_does_not_follow_symlinks(tmp_shm: Path) -> None:
 
 
 def test_walk_empty_matcher_lists_everything(tmp_shm: Path) -> None:
-    make_tree(tmp_shm, ["b", "a/c"], dirs=["empty"])
+    make_tree(tmp_shm, ["b", "a/c"], dirs=("empty",))
     assert list(IgnoreMatcher().walk(tmp_shm)) == ["a", "a/c", "b", "empty"]
 
 

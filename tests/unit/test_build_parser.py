@@ -6,6 +6,8 @@ run to settle a question the test says so.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from skiff.build.instructions import (
@@ -442,6 +444,10 @@ def test_flags_only_before_arguments() -> None:
         (
             "type=bind,target=/x,bind-propagation=rshared,Z",
             {"options": ("bind-propagation=rshared", "Z")},
+        ),
+        (
+            "type=bind,target=/x,U=true,notmpcopyup",
+            {"options": ("U=true", "notmpcopyup")},
         ),
     ],
 )
@@ -1084,16 +1090,16 @@ def test_parse_instruction_errors_cite_the_given_line() -> None:
     assert info.value.message.startswith("base ONBUILD:3: COPY requires at least two arguments")
     with pytest.raises(BuildError, match="expected one instruction, found 2"):
         parse_instruction("RUN a\nRUN b")
-    assert parse_instruction("RUN a `\n b", escape="`").command == "a  b"  # type: ignore[attr-defined]
+    run = parse_instruction("RUN a `\n b", escape="`")
+    assert isinstance(run, RunInstruction)
+    assert run.command == "a  b"
 
 
 # --- files ------------------------------------------------------------------------------------
 
 
-def test_parse_file(tmp_path: pytest.TempPathFactory) -> None:
-    from pathlib import Path
-
-    base = Path(str(tmp_path))
+def test_parse_file(tmp_shm: Path) -> None:
+    base = tmp_shm
     good = base / "Containerfile.x"
     good.write_text("FROM x\nUSER u\n")
     cf = parse_file(good)
