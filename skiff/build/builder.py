@@ -153,7 +153,8 @@ class Builder:
     mount_point: str = ""
     """Where ``builder mount`` mounted the root file system ("" if not mounted)."""
     network: str = "none"
-    """The network of ``builder run`` when it does not say (none, host, private)."""
+    """The network of ``builder run`` when it does not say (none, host,
+    private, or a network's name)."""
     volumes: list[str] = field(default_factory=list)
     """``-v`` mounts every ``builder run`` gets (``from --volume``)."""
 
@@ -344,7 +345,11 @@ def from_image(
     else:
         base, base_name = _base_image(rt, image, options)
         config = _base_config(base)
-    stem = name or _name_stem(base_name or image)
+    from skiff.libimage.names import transport_of
+
+    # a transport reference names the container by its path, as buildah does
+    # (whatever name the pull gave the image)
+    stem = name or _name_stem(image if transport_of(image) else (base_name or image))
     container = None
     for candidate in _candidate_names(stem, exact=name is not None):
         try:
@@ -381,8 +386,14 @@ def from_image(
 def _check_options(options: FromOptions) -> None:
     if options.format not in FORMATS:
         raise UsageError(f"unknown format {options.format!r}", "use oci or docker")
-    if options.network not in RUN_NETWORKS:
-        raise UsageError(f"invalid network mode {options.network!r}", "use none, host or private")
+    import re
+
+    if options.network not in RUN_NETWORKS and not re.fullmatch(
+        r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", options.network
+    ):
+        raise UsageError(
+            f"invalid network {options.network!r}", "use none, host, private or a network's name"
+        )
 
 
 def _check_name(store: Store, name: str) -> None:

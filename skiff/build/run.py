@@ -20,8 +20,9 @@ afterwards when it is still empty. With overlay, creating even an empty
 file copies its directory up, and the directory would be in the layer.
 
 Networks: ``none`` (the default: a new namespace with only loopback),
-``host``, or ``private`` (the default network through netavark, as
-``skiff run`` gets; torn down afterwards).
+``host``, ``private`` (the default network through netavark, as ``skiff
+run`` gets), or the name of a network (``skiff network create``); a
+network is torn down when the command ends.
 
 Mounts: ``-v`` as ``skiff run`` takes them (host paths only), and the
 executor's ``RUN --mount``:
@@ -42,11 +43,13 @@ executor's ``RUN --mount``:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -72,6 +75,7 @@ _DROPPED_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
 """Variables through which a runtime would hand host fds or sockets to the
 container (see skiff.runtime.oci): never passed on."""
 _NETWORKS = {"none": "none", "host": "host", "private": "bridge", "bridge": "bridge"}
+_NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 Stream = IO[Any] | int | None
 
@@ -168,7 +172,10 @@ class RunOptions:
     volumes: list[str] = field(default_factory=list)
     mounts: list[RunMount] = field(default_factory=list)
     network: str | None = None
-    """none, host or private; None: the working container's default."""
+    """none, host, private (the default network) or a network's name; None:
+    the working container's default."""
+    network_name: str = ""
+    """Set from ``network`` when it names a network."""
     terminal: bool = False
     hostname: str | None = None
     cap_add: list[str] = field(default_factory=list)
@@ -202,9 +209,15 @@ def run_in_builder(rt: Runtime, ref: str | Builder, options: RunOptions) -> RunR
     builder = ref if isinstance(ref, Builder) else get_builder(rt.store, ref)
     if not options.command:
         raise UsageError("no command specified", "give the command after the container name")
-    network = _NETWORKS.get(options.network or builder.network)
+    wanted = options.network or builder.network
+    network = _NETWORKS.get(wanted)
     if network is None:
-        raise UsageError(f"invalid network mode {options.network!r}", "use none, host or private")
+        if not _NETWORK_NAME.fullmatch(wanted):
+            raise UsageError(
+                f"invalid network {wanted!r}", "use none, host, private or a network's name"
+            )
+        network = "bridge"
+        options = dataclasses.replace(options, network_name=wanted)
     if options.terminal and not _is_terminal(options.stdin):
         raise UsageError("a terminal (-t) needs standard input to be a terminal")
     run_id = random_id()
@@ -259,7 +272,13 @@ def _run(
     if network == "bridge":
         from skiff.runtime.network.setup import setup_network, teardown_network
 
-        status = setup_network(store, run_id, builder.name, mode="bridge")
+        status = setup_network(
+            store,
+            run_id,
+            builder.name,
+            mode="bridge",
+            networks=[options.network_name] if options.network_name else None,
+        )
         cleanup.callback(_quietly, teardown_network, store, run_id)
         netns_path = str(status.netns)
         addresses = [str(a.ip) for a in status.addresses]

@@ -72,8 +72,7 @@ def _register_from(parser: argparse.ArgumentParser) -> None:
         "--network",
         "--net",
         default="none",
-        choices=("none", "host", "private"),
-        help="default network of builder run (default: none)",
+        help="default network of builder run: none (default), host, private or a network's name",
     )
     parser.add_argument(
         "-v", "--volume", action="append", default=[], help="bind mount for every run (HOST:CTR)"
@@ -134,7 +133,7 @@ def _register_run(parser: argparse.ArgumentParser) -> None:
         help="type=bind|cache|tmpfs,target=PATH[,...] as RUN --mount takes it",
     )
     parser.add_argument(
-        "--network", "--net", choices=("none", "host", "private"), help="network of the run"
+        "--network", "--net", help="none, host, private, or a network's name (default: none)"
     )
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
     parser.add_argument("--hostname", help="host name of the run")
