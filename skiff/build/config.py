@@ -4,7 +4,8 @@ Each flag changes one part of the record (``skiff.build.builder.Builder``),
 with buildah 1.28's rules, checked against ``buildah config``:
 
 - ``--env K=V`` sets (``$VAR``/``${VAR}`` in V expand against the
-  container's environment so far, so ``PATH=$PATH:/x`` appends), ``--env K``
+  container's environment so far, so ``PATH=$PATH:/x`` appends; a variable
+  set again moves to the end of Env, as buildah's SetEnv does), ``--env K``
   takes K from the caller's environment (an error when unset), ``--env K-``
   removes. ``--label``, ``--annotation`` take ``K=V``, ``K`` (empty value)
   and ``K-``; ``--port`` and ``--volume`` take ``P`` and ``P-``. Ports are
@@ -267,18 +268,8 @@ def _env(inner: dict[str, Any], item: str, environ: Mapping[str, str]) -> None:
         value = environ[key]
     else:
         value = expand(value, env_map(current))
-    replaced = False
-    out = []
-    for entry in current:
-        if entry.partition("=")[0] == key:
-            if not replaced:
-                out.append(f"{key}={value}")
-                replaced = True
-            continue
-        out.append(entry)
-    if not replaced:
-        out.append(f"{key}={value}")
-    inner["Env"] = out
+    # buildah's SetEnv: the old entry goes, the new one is appended
+    inner["Env"] = [e for e in current if e.partition("=")[0] != key] + [f"{key}={value}"]
 
 
 def _key_value(inner: dict[str, Any], field_name: str, item: str, flag: str) -> None:
