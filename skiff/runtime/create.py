@@ -140,15 +140,25 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         cri=dict(opts.cri),
         create_command=list(opts.create_command),
     )
-    rt.store.create_container(name, opts.image.id, container_id=container_id)
+    # The record comes first, as "configured" (podman's state before storage
+    # exists): a process killed before the storage is made leaves a record
+    # that ps lists and rm removes, never storage that nothing names.
+    container = rt.records.add(
+        container_id, name, config, ContainerState(status=Status.CONFIGURED)
+    )
     try:
+        rt.store.create_container(name, opts.image.id, container_id=container_id)
         rt.paths(container_id).userdata.mkdir(parents=True, exist_ok=True)
-        container = rt.records.add(
-            container_id, name, config, ContainerState(status=Status.CREATED)
-        )
     except BaseException:
-        rt.store.delete_container(container_id)
+        if rt.store.containers.find(container_id) is not None:
+            rt.store.delete_container(container_id)
+        rt.records.delete(container_id)
         raise
+    with rt.lock(container_id):
+        container = rt.records.reload(container)
+        if container.state.status == Status.CONFIGURED:
+            container.state.status = Status.CREATED
+            rt.records.save_state(container)
     return container
 
 
