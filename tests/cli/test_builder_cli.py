@@ -9,8 +9,10 @@ state, storage containers).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,8 @@ import pytest
 
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import assert_clean_failure
-from skiff.testing.containers import ContainerEnv
+from skiff.testing.containers import ContainerEnv, wait_for
+from skiff.testing.network import mounts_under
 
 HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 
@@ -256,3 +259,37 @@ def test_clear_errors(cli: ContainerEnv) -> None:
     assert "image not known" in cli.fails("from", "--pull", "never", "localhost/absent")
     result = cli.skiff("builder", "run", cid, "--", "sh", "-c", "exit 9", expect=9)
     assert_clean_failure(result)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_is_cleaned_up(cli: ContainerEnv, sig: int, code: int) -> None:
+    cid = cli.skiff("from", "busybox").stdout.strip()
+    marker = f"{os.getpid()}{sig}"
+    proc = cli.popen("builder", "run", cid, "--", "busybox", "sleep", marker)
+    try:
+        wait_for(lambda: bool(cli.runtime_states()), "the run to start", timeout=30)
+        wait_for(lambda: _sleeping(marker), "the command to run", timeout=30)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    assert proc.stderr.read().startswith("Error: ")
+    wait_for(lambda: not _sleeping(marker), "the command to be gone", timeout=30)
+    assert not cli.runtime_states()
+    assert not mounts_under(cli.base)
+    assert not list((cli.runroot / "containers").iterdir())
+
+
+def _sleeping(marker: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline == b"busybox\0sleep\0" + marker.encode() + b"\0":
+                return True
+    return False

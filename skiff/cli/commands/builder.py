@@ -13,7 +13,10 @@ fails prints ``Error: while running runtime: exit status N`` and exits N.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,11 +170,38 @@ def _run_run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         context_dir=args.contextdir,
     )
-    with _runtime(args) as rt:
-        report = run_in_builder(rt, args.container, options)
+    with _runtime(args) as rt, _terminations_interrupt():
+        try:
+            report = run_in_builder(rt, args.container, options)
+        except _Terminated as stop:
+            _error(f"terminated by signal {stop.signum}; the run was cleaned up")
+            return 128 + stop.signum
     if report.exit_code != 0:
         _error(f"while running runtime: exit status {report.exit_code}")
     return report.exit_code
+
+
+class _Terminated(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminations_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end a run the way Ctrl-C does: through the run's
+    cleanup (runtime container, mounts, network), not by killing skiff where
+    it stands and leaving them behind."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- copy / add ------------------------------------------------------------------------------
