@@ -358,7 +358,7 @@ def create_options(rt: Any, args: argparse.Namespace, image_for_run: Any) -> Any
     return CreateOptions(
         image=image,
         spec=sg,
-        image_name=args.image,
+        image_name=resolved_image_name(image, args.image),
         name=args.name or "",
         networks=user_networks(args),
         network_aliases={"*": list(args.network_alias)} if args.network_alias else {},
@@ -373,3 +373,19 @@ def create_options(rt: Any, args: argparse.Namespace, image_for_run: Any) -> Any
         volumes_from=list(args.volumes_from),
         create_command=["skiff", *sys.argv[1:]],
     )
+
+
+def resolved_image_name(image: Any, typed: str) -> str:
+    """The image's stored name the user meant (``busybox`` → ``docker.io/library/busybox:latest``)."""
+    from skiff.storage.images import repository_of
+
+    if typed.removeprefix("sha256:") == image.id or image.id.startswith(typed):
+        return image.names[0] if image.names else image.id
+    wanted = typed if ":" in typed.rsplit("/", 1)[-1] or "@" in typed else f"{typed}:latest"
+    for name in image.names:
+        if name == wanted or name.endswith("/" + wanted):
+            return str(name)
+    for name in image.names:
+        if repository_of(name).endswith(repository_of(wanted)):
+            return str(name)
+    return image.names[0] if image.names else typed

@@ -143,9 +143,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     # The record comes first, as "configured" (podman's state before storage
     # exists): a process killed before the storage is made leaves a record
     # that ps lists and rm removes, never storage that nothing names.
-    container = rt.records.add(
-        container_id, name, config, ContainerState(status=Status.CONFIGURED)
-    )
+    container = rt.records.add(container_id, name, config, ContainerState(status=Status.CONFIGURED))
     try:
         rt.store.create_container(name, opts.image.id, container_id=container_id)
         rt.paths(container_id).userdata.mkdir(parents=True, exist_ok=True)

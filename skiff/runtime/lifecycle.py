@@ -288,6 +288,7 @@ def start(
     runtime = rt.oci(container.config.runtime)
 
     def start_fn() -> None:
+        started = time.time()
         try:
             runtime.start(container.id)
         except SkiffError:
@@ -299,7 +300,10 @@ def start(
             c = rt.records.reload(container)
             if c.state.status == Status.INITIALIZED:
                 c.state.status = Status.RUNNING
-                c.state.started_at = time.time()
+                c.state.started_at = started
+                rt.records.save_state(c)
+            elif not c.state.started_at:
+                c.state.started_at = started  # it already exited: keep start before finish
                 rt.records.save_state(c)
 
     if attach is not None:
@@ -567,6 +571,10 @@ def remove(
             runtime.delete(container.id, force=True)
         _release(rt, container)
         paths = rt.paths(container.id)
+        if container.state.exec_sessions:
+            from skiff.runtime.exec import prune_sessions
+
+            container = prune_sessions(rt, container)
         remove_exit_file(paths.exit_dir, container.id)
         monitor.remove_monitor_files(paths.socket_dir, container.id, paths.bundle)
         volumes_mod.release(rt.store, container.id, remove_anonymous=volumes)
