@@ -379,13 +379,14 @@ def resolved_image_name(image: Any, typed: str) -> str:
     """The image's stored name the user meant (``busybox`` → ``docker.io/library/busybox:latest``)."""
     from skiff.storage.images import repository_of
 
+    names: list[str] = list(image.names)
     if typed.removeprefix("sha256:") == image.id or image.id.startswith(typed):
-        return image.names[0] if image.names else image.id
+        return names[0] if names else str(image.id)
     wanted = typed if ":" in typed.rsplit("/", 1)[-1] or "@" in typed else f"{typed}:latest"
-    for name in image.names:
+    for name in names:
         if name == wanted or name.endswith("/" + wanted):
-            return str(name)
-    for name in image.names:
+            return name
+    for name in names:
         if repository_of(name).endswith(repository_of(wanted)):
-            return str(name)
-    return image.names[0] if image.names else typed
+            return name
+    return names[0] if names else typed
