@@ -3,10 +3,11 @@
 diff of one container: its read-write layer against its image; of one
 image: its top layer against its parent layers; of two objects A and B:
 A's whole tree against B's (both mounted for the comparison). As podman
-does for containers, the files the runtime bind-mounts over the rootfs
-(``/etc/hosts``, ``/etc/resolv.conf``, ``/run/.containerenv``, ...) are
-left out of a container's changes: they are the runtime's, not the
-user's. Changes come in tree order (podman's order is random).
+does, the paths the runtime creates or bind-mounts over a rootfs
+(``/dev``, ``/proc``, ``/sys``, ``/etc/hosts``, ``/etc/resolv.conf``,
+``/run/.containerenv``, ...) are left out of every diff, images' too:
+they are the runtime's, not the user's. Changes come in tree order
+(podman's order is random).
 
 export writes a container's whole file system (its mounted tree) as one
 tar: to a temporary file beside the output, synced and renamed into place,
@@ -44,7 +45,7 @@ CONTAINER_INIT_PATHS = frozenset(
         "/sys",
     }
 )
-"""Paths a container's runtime creates or mounts over (podman leaves them out of diff)."""
+"""Paths a container's runtime creates or mounts over (podman leaves them out of every diff)."""
 
 KINDS = ("all", "container", "image")
 
@@ -95,8 +96,7 @@ def diff(
         else:
             old = _resolve(ctx, store, second, opts.kind)
             changes = _tree_changes(store, new, old)
-        if new.kind == "container":
-            changes = [c for c in changes if c.path not in CONTAINER_INIT_PATHS]
+        changes = [c for c in changes if c.path not in CONTAINER_INIT_PATHS]
         return DiffReport(changes)
     finally:
         store.close()

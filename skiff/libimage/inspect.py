@@ -128,7 +128,7 @@ def image_data(store: Store, tree: LayerTree, image: Image) -> dict[str, Any]:
             "Type": str(rootfs.get("type") or ""),
             "Layers": [str(d) for d in config.diff_ids] or None,
         },
-        "Labels": labels or None,
+        "Labels": _go_map(labels) or None,
         "Annotations": annotations,
         "ManifestType": image.manifest_type,
         "User": config.user,
@@ -145,7 +145,14 @@ def oci_config(config: ImageConfig) -> dict[str, Any]:
     source = config.data.get("config")
     if not isinstance(source, dict):
         return {}
-    return {key: source[key] for key in CONFIG_FIELDS if source.get(key)}
+    return {key: _go_map(source[key]) for key in CONFIG_FIELDS if source.get(key)}
+
+
+def _go_map(value: Any) -> Any:
+    """Maps (Labels, ExposedPorts, Volumes) with their keys sorted, as Go prints maps."""
+    if isinstance(value, dict):
+        return {k: value[k] for k in sorted(value)}
+    return value
 
 
 def history_entry(entry: dict[str, Any]) -> dict[str, Any]:

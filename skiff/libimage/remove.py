@@ -6,8 +6,9 @@ rmi, per name given:
   ("Untagged: NAME");
 - otherwise the image goes: every name is untagged, the image record is
   deleted with the layers no other image or container uses ("Deleted:
-  ID"), and a parent image left without names or other children goes with
-  it (a build's intermediate image);
+  ID", unless other images are built on it: podman reports those as
+  untagged only), and a parent image left without names or other children
+  goes with it (a build's intermediate image);
 - an image used by containers is refused (podman's "image is in use by a
   container") unless ``force``, which first removes those containers
   through ``RemoveOptions.remove_container`` — the runtime's removal, so
@@ -120,7 +121,7 @@ def remove_images(ctx: SystemContext, names: list[str], options: RemoveOptions) 
         report = RemoveReport()
         if options.all:
             tree = LayerTree(store)
-            for image in sorted(tree.images, key=lambda i: -i.created):
+            for image in tree.images:  # the store's order, as podman goes
                 if not store.images.exists(image.id):
                     continue  # went with an image removed before it
                 try:
@@ -187,12 +188,20 @@ def _remove_whole(store: Store, image: Image, options: RemoveOptions, report: Re
 
 
 def _delete(store: Store, tree: LayerTree, image: Image, report: RemoveReport) -> int:
+    """Untag and delete one image record (and the layers only it used).
+
+    An image that other images are built on is deleted without a
+    "Deleted:" line, as podman does: to the user it was only untagged
+    (its layers stay, under its children).
+    """
     sizes = {layer.id: layer.uncompressed_size for layer in tree.layer_chain(image.top_layer)}
     freed = metadata_size(store, image)
     for name in image.names:
         report.untagged.append(name)
+    has_children = bool(LayerTree(store).children(image))
     removed_layers = store.delete_image(image.id, force=True)
-    report.deleted.append(image.id)
+    if not has_children:
+        report.deleted.append(image.id)
     return freed + sum(sizes.get(layer_id, 0) for layer_id in removed_layers)
 
 

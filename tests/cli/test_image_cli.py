@@ -300,7 +300,7 @@ def test_progress_shows_skipped_blobs(
         (("image", "copy", "--dest-compress", "--dest-decompress", "oci:/a", "oci:/b"), "together"),
         (("image", "copy", "--src-creds", ":pw", "docker://h/a", "oci:/b"), "credentials"),
         (("image", "copy", "--src-tls-verify=maybe", "docker://h/a", "oci:/b"), "boolean"),
-        (("image", "inspect", "busybox"), "names no transport"),
+        (("image", "inspect", "busybox"), "busybox: image not known"),  # a local image
         (("image", "inspect", "oci:/nonexistent/layout"), "no OCI layout"),
         (("image", "delete", "docker://"), "invalid reference"),
         (("login",), "registry is required"),

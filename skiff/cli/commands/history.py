@@ -76,7 +76,7 @@ def row(entry: HistoryEntry, human: bool, no_trunc: bool) -> dict[str, Any]:
     from skiff.cli.output import human_duration_since, human_size
     from skiff.libimage.layertree import format_time
 
-    created = entry.created.astimezone()
+    created = entry.created.replace(microsecond=0).astimezone()
     since = human_duration_since(created)
     created_by = entry.created_by
     if not no_trunc and len(created_by) > CREATED_BY_WIDTH:

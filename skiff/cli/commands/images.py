@@ -162,7 +162,7 @@ def json_row(image: ImageSummary) -> dict[str, Any]:
         "Id": image.id,
         "ParentId": image.parent_id,
         "RepoTags": None,
-        "RepoDigests": list(image.repo_digests) or None,
+        "RepoDigests": list(image.repo_digests),
         "Size": image.size,
         "SharedSize": image.shared_size,
         "VirtualSize": image.virtual_size,
@@ -173,9 +173,11 @@ def json_row(image: ImageSummary) -> dict[str, Any]:
         out["ReadOnly"] = True
     if image.dangling:
         out["Dangling"] = True
-    out["Names"] = list(image.names) or None
+    if image.names:
+        out["Names"] = list(image.names)
     out["Digest"] = image.digest
-    out["History"] = list(image.names_history) or None
+    if image.names_history:
+        out["History"] = list(image.names_history)
     out["Created"] = int(image.created.timestamp())
     out["CreatedAt"] = _rfc3339(datetime.fromtimestamp(int(image.created.timestamp())))
     return out
