@@ -68,7 +68,12 @@ class _Libc:
     @classmethod
     def get(cls) -> ctypes.CDLL:
         if cls._lib is None:
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            try:
+                # by its soname: find_library would run ``ldconfig -p`` (a
+                # process per skiff command that waits for an exit)
+                lib = ctypes.CDLL("libc.so.6", use_errno=True)
+            except OSError:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
             lib.inotify_init1.argtypes = [ctypes.c_int]
             lib.inotify_init1.restype = ctypes.c_int
             lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]

@@ -41,7 +41,17 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def _load_libc() -> ctypes.CDLL:
+    # by its soname first: find_library runs ``ldconfig -p``, a process spawned
+    # at import by every command that may set up a network (skiff run)
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+_libc = _load_libc()
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,

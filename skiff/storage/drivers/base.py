@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from skiff.storage.archive.apply import WhiteoutFormat
+if TYPE_CHECKING:
+    # the type only: importing the archive package costs every command ~10 ms
+    from skiff.storage.archive.apply import WhiteoutFormat
 
 
 class Driver(Protocol):

@@ -24,10 +24,14 @@ import secrets
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skiff.errors import StorageError
 from skiff.storage import mount as mnt
-from skiff.storage.archive.apply import WhiteoutFormat
+
+if TYPE_CHECKING:
+    # the type only: importing the archive package costs every command ~10 ms
+    from skiff.storage.archive.apply import WhiteoutFormat
 
 LINK_DIR = "l"
 MAX_OPTIONS = 4000

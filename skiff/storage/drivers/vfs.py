@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from skiff.storage.archive.apply import WhiteoutFormat
 from skiff.storage.treecopy import copy_tree
+
+if TYPE_CHECKING:
+    # the type only: importing the archive package costs every command ~10 ms
+    from skiff.storage.archive.apply import WhiteoutFormat
 
 
 class VfsDriver:
