@@ -39,7 +39,8 @@ class ContainerFacts:
     """What the runtime knows about a container, for df."""
 
     command: str = ""
-    status: str = "Created"
+    status: str = "created"
+    """The state as podman's df prints it: created, running, exited, ..."""
     running: bool = False
     local_volumes: int = 0
 
@@ -67,7 +68,8 @@ class ImageUsage:
 @dataclass(frozen=True)
 class ContainerUsage:
     id: str
-    image: str
+    image_id: str
+    """"" for a container made without an image."""
     command: str
     local_volumes: int
     size: int
@@ -178,13 +180,9 @@ def container_usage(
     if options.describe_container is not None:
         facts = options.describe_container(container.id)
     facts = facts or ContainerFacts()
-    image_name = ""
-    if container.image_id is not None:
-        owner = next((i for i in tree.images if i.id == container.image_id), None)
-        image_name = owner.names[0] if owner is not None and owner.names else container.image_id
     return ContainerUsage(
         id=container.id,
-        image=image_name,
+        image_id=container.image_id or "",
         command=facts.command,
         local_volumes=facts.local_volumes,
         size=rw_size(store, container.layer_id),

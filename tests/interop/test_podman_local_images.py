@@ -252,6 +252,34 @@ def test_system_df_matches_podman(pair: Pair) -> None:
     assert ours == theirs
 
 
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_system_df_with_a_container_matches_podman(
+    tmp_shm: Path, busybox_layout: BusyboxImage, driver: str
+) -> None:
+    local = make_pair(tmp_shm, busybox_layout, driver)
+    for tool in (local.skiff, local.podman):
+        tool("create", "--name", "dfc", "child:2")
+        root = Path(tool("mount", "dfc").stdout.strip())
+        (root / "hello").write_text("hello\n")
+        (root / "etc" / "motd").write_text("welcome\n")
+        tool("umount", "dfc")
+    ours, theirs = local.both("system", "df")
+    assert ours == theirs
+    ours, theirs = local.both("system", "df", "-v")
+    ours_parts, theirs_parts = ours.split("\n\n"), theirs.split("\n\n")
+    assert ours_parts[:2] == theirs_parts[:2]  # the images
+
+    # containers: every cell but the ID and the age (the two were made seconds apart)
+    def cells(text: str) -> list[list[str]]:
+        rows = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+        return [row[1:5] + row[6:] for row in rows]
+
+    assert cells(ours_parts[3]) == cells(theirs_parts[3])
+    assert "second" in re.split(r"\s{2,}", ours_parts[3].splitlines()[1])[5]
+    for tool in (local.skiff, local.podman):
+        tool("rm", "dfc")
+
+
 # --- rmi ---------------------------------------------------------------------------------------
 
 

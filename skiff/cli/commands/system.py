@@ -134,7 +134,7 @@ def run_df(args: argparse.Namespace) -> int:
 def _verbose_rows(report: DfReport) -> tuple[list[Any], list[Any], list[Any]]:
     import time
 
-    from skiff.cli.output import human_duration, human_duration_since
+    from skiff.cli.output import human_duration
 
     now = time.time()
     images = [
@@ -153,11 +153,11 @@ def _verbose_rows(report: DfReport) -> tuple[list[Any], list[Any], list[Any]]:
     containers = [
         {
             "ContainerID": c.id[:12],
-            "Image": c.image,
+            "Image": c.image_id[:12],
             "Command": c.command,
             "LocalVolumes": c.local_volumes,
             "Size": _size(c.size),
-            "Created": human_duration_since(c.created),
+            "Created": human_duration(now - c.created.timestamp()),
             "Status": c.status,
             "Names": c.names,
         }
@@ -203,7 +203,7 @@ def _verbose_json(report: DfReport) -> str:
         "Containers": [
             {
                 "ContainerID": c.id,
-                "Image": c.image,
+                "Image": c.image_id,
                 "Command": c.command,
                 "LocalVolumes": c.local_volumes,
                 "Size": c.size,
@@ -239,7 +239,7 @@ def _runtime_hooks(
         status = str(container.state.status)
         return ContainerFacts(
             command=" ".join(container.config.command),
-            status=status[:1].upper() + status[1:],
+            status=status,
             running=status in ("running", "paused"),
             local_volumes=len(container.config.volumes),
         )
