@@ -468,3 +468,19 @@ def test_info(cli: CliEnv, family: dict[str, BusyboxImage]) -> None:
     out = cli.skiff("info", "--format", "{{.Store.GraphRoot}} {{.Host.Os}}").stdout
     assert out == f"{cli.root} linux\n"
     assert cli.skiff("system", "info", "--format", "{{.Store.ImageStore.Number}}").stdout == "3\n"
+
+
+def test_image_tree(cli: CliEnv, family: dict[str, BusyboxImage]) -> None:
+    out = cli.skiff("image", "tree", "child:2").stdout.splitlines()
+    assert out[0] == f"Image ID: {family['child'].config_digest.hex[:12]}"
+    assert out[1] == "Tags:     [quay.io/team/child:2]"
+    assert re.fullmatch(r"Size:     [\d.]+MB", out[2])
+    assert out[3] == "Image Layers"
+    assert len(out) == 7
+    assert out[4].startswith("├── ID: ") and out[4].endswith(
+        "Size:  2.14MB Top Layer of: [docker.io/library/busybox:latest]"
+    )
+    assert out[5].endswith("Top Layer of: [localhost/parent:1]")
+    assert out[6].startswith("└── ID: ") and out[6].endswith(
+        "Size: 10.24kB Top Layer of: [quay.io/team/child:2]"
+    )

@@ -309,3 +309,17 @@ def test_create_gives_a_container_its_storage(cli: CliEnv) -> None:
     assert cli.skiff("image", "inspect", "--format", "{{.Id}}", "busybox").returncode == 0
     df = cli.skiff("system", "df", "--format", "{{.Type}} {{.Total}}").stdout
     assert "Containers 1" in df
+
+
+def test_a_running_container_stays_mounted(cli: CliEnv) -> None:
+    ctr = cli.skiff("run", "-d", "--name", "r1", "busybox", "/bin/busybox", "sleep", "60")
+    ctr_id = ctr.stdout.strip()
+    try:
+        listed = cli.skiff("mount", "--notruncate").stdout
+        assert listed.startswith(f"{ctr_id}  ")
+        line = cli.fails("umount", "r1")
+        assert "cannot unmount storage for container" in line and "it is running" in line
+        assert cli.skiff("mount").stdout != ""
+    finally:
+        cli.skiff("rm", "-f", "r1")
+    assert cli.skiff("mount").stdout == ""
