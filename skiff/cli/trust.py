@@ -51,13 +51,6 @@ def attach_policy_and_signers(
     options: CopyOptions, ctx: SystemContext, args: argparse.Namespace
 ) -> None:
     """Add the signers the flags ask for to ``options``."""
-    from skiff.signature.signing import (
-        gpg_signer,
-        parse_identity,
-        read_passphrase_file,
-        sigstore_signer,
-    )
-
     sign_by: str | None = getattr(args, "sign_by", None)
     sigstore_key: Path | None = getattr(args, "sign_by_sigstore_private_key", None)
     passphrase_file: Path | None = getattr(args, "sign_passphrase_file", None)
@@ -69,6 +62,14 @@ def attach_policy_and_signers(
                 "--sign-by-sigstore-private-key"
             )
         return
+    # imported only to sign: every pull, push, save and load comes through here
+    from skiff.signature.signing import (
+        gpg_signer,
+        parse_identity,
+        read_passphrase_file,
+        sigstore_signer,
+    )
+
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
     identity = parse_identity(identity_text) if identity_text else None
     if sign_by:
