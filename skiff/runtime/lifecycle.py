@@ -137,6 +137,11 @@ def _namespace_pids(rt: Runtime, sg: SpecGenerator) -> dict[str, int]:
             other = rt.records.get(ns.value)
             with rt.lock(other.id):
                 other = sync(rt, other)
+            if other.config.infra:
+                # a pod's infra starts with its first member (podman starts dependencies)
+                from skiff.runtime.pods.lifecycle import ready_infra
+
+                other = ready_infra(rt, other)
             if other.state.status != Status.RUNNING:
                 raise ContainerStateError(
                     f"cannot join the namespaces of container {other.name}: it is not running"
@@ -456,6 +461,10 @@ def cleanup(rt: Runtime, container_ref: str) -> None:
         except SkiffError:
             return
         _cleanup_locked(rt, container, allow_restart=True)
+    if container.config.pod_id and not container.config.infra:
+        from skiff.runtime.pods.lifecycle import member_exited
+
+        member_exited(rt, container.config.pod_id)  # the pod's exit policy
 
 
 def _cleanup_locked(rt: Runtime, container: Container, *, allow_restart: bool) -> None:
