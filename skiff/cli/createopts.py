@@ -355,7 +355,7 @@ def create_options(rt: Any, args: argparse.Namespace, image_for_run: Any) -> Any
     image_config = ImageConfig.from_bytes(image.config)
     if args.rm and args.restart not in ("no", ""):
         raise UsageError("the --rm option conflicts with --restart")
-    return CreateOptions(
+    opts = CreateOptions(
         image=image,
         spec=sg,
         image_name=resolved_image_name(image, args.image),
@@ -373,6 +373,48 @@ def create_options(rt: Any, args: argparse.Namespace, image_for_run: Any) -> Any
         volumes_from=list(args.volumes_from),
         create_command=["skiff", *sys.argv[1:]],
     )
+    if args.pod:
+        _into_pod(rt, args.pod, opts)
+    return opts
+
+
+def _into_pod(rt: Any, ref: str, opts: Any) -> None:
+    """``--pod NAME`` joins a pod; ``--pod new:NAME`` makes one with the
+    container's ports, networks and DNS settings first (podman's)."""
+    from skiff.runtime.pods.create import create_pod, join_pod, pods_of
+    from skiff.runtime.pods.model import PodCreateOptions
+    from skiff.runtime.specgen.generator import Namespace, NamespaceMode
+
+    if not ref.startswith("new:"):
+        join_pod(rt, pods_of(rt).get(ref), opts)
+        return
+    net = opts.spec.network
+    mode = {
+        NamespaceMode.HOST: "host",
+        NamespaceMode.NONE: "none",
+        NamespaceMode.PATH: f"ns:{net.network.value}",
+    }.get(net.network.mode, "bridge")
+    if net.network.mode == NamespaceMode.CONTAINER:
+        raise UsageError("--pod new: cannot be combined with --network container:")
+    pod = create_pod(
+        rt,
+        PodCreateOptions(
+            name=ref[len("new:") :],
+            network_mode=mode,
+            networks=list(opts.networks),
+            network_aliases=list(opts.network_aliases.get("*", [])),
+            ports=list(opts.ports),
+            dns_servers=list(net.dns_servers),
+            dns_search=list(net.dns_search),
+            dns_options=list(net.dns_options),
+            add_hosts=[f"{';'.join(h.names)}:{h.address}" for h in net.add_hosts],
+            create_command=list(opts.create_command),
+        ),
+    )
+    opts.ports, opts.networks, opts.network_aliases = [], [], {}
+    net.network = Namespace(NamespaceMode.PRIVATE)
+    net.dns_servers, net.dns_search, net.dns_options, net.add_hosts = [], [], [], []
+    join_pod(rt, pod, opts)
 
 
 def resolved_image_name(image: Any, typed: str) -> str:

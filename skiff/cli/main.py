@@ -151,6 +151,23 @@ CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "wait": _c("container_basic", "Wait for containers to exit and print their exit codes"),
 }
 
+POD_COMMANDS: dict[str, Cmd | Group] = {
+    "create": _c("pod", "Create a new empty pod"),
+    "exists": _c("pod", "Exit 0 if a pod exists, 1 if not"),
+    "inspect": _c("pod", "Display the configuration of pods"),
+    "kill": _c("pod", "Send a signal to the containers of pods"),
+    "pause": _c("pod", "Pause the containers of pods"),
+    "prune": _c("pod", "Remove all stopped pods and their containers"),
+    "ps": _c("pod", "List pods", "ls", "list"),
+    "restart": _c("pod", "Restart pods"),
+    "rm": _c("pod", "Remove pods and their containers", "remove"),
+    "start": _c("pod", "Start pods"),
+    "stats": _c("pod", "Display the resource usage of the containers of pods"),
+    "stop": _c("pod", "Stop pods"),
+    "top": _c("pod", "Display the processes of the containers of a pod"),
+    "unpause": _c("pod", "Unpause the containers of pods"),
+}
+
 SYSTEM_COMMANDS: dict[str, Cmd | Group] = {
     "check": _c("system", "Check the store for inconsistencies (--repair fixes them)"),
     "df": _c("system", "Show disk usage by images, containers and volumes"),
@@ -202,6 +219,7 @@ COMMANDS: dict[str, Cmd | Group] = {
     "save": _c("save", "Save images to an archive"),
     "network": Group("Manage networks", NETWORK_COMMANDS),
     "volume": Group("Manage volumes", VOLUME_COMMANDS),
+    "pod": Group("Manage pods", POD_COMMANDS),
     "builder": Group("Build images in working containers (buildah's verbs)", BUILDER_COMMANDS),
     "from": _c("builder", "Create a working container from an image (builder from)"),
     "login": _c("login", "Log in to a container registry"),

@@ -3,12 +3,10 @@
 ``container inspect`` looks up containers only. ``inspect`` takes
 ``--type`` (container, image, volume, network, pod, all); with ``all``
 (the default) each name is looked up as a container, then an image, a
-volume, a network — podman's order. Every object found is printed (one
+volume, a network, a pod — podman's order. Every object found is printed (one
 JSON array indented by five spaces, as podman prints it, or the
 ``--format`` template once per object); a name that matched nothing makes
 the command fail afterwards with podman's message and exit 125.
-
-skiff has no pods yet: ``--type pod`` finds nothing.
 """
 
 from __future__ import annotations
@@ -94,7 +92,14 @@ class _Lookup:
         return _Found(network.to_json(), network.template_data())
 
     def pod(self, name: str) -> _Found | None:
-        return None
+        from skiff.runtime.pods.records import PodRecords
+        from skiff.runtime.pods.report import inspect_pod
+
+        pod = PodRecords(self.rt.store.db).find(name)
+        if pod is None:
+            return None
+        data = inspect_pod(self.rt, pod)
+        return _Found(data, data)
 
 
 def _missing_message(kind: str, name: str) -> str:

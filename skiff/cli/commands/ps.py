@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         wanted_all = args.all or any(k in ("status", "exited") for k, _ in filters)
         containers = list_containers(rt, all_containers=wanted_all or args.latest or args.last > 0)
-        pod_names: dict[str, str] = {}
+        from skiff.runtime.pods.records import PodRecords
+
+        pod_names = PodRecords(rt.store.db).names()
         rows = [ps_row(c, pod_names) for c in containers]
         rows = [r for r in rows if _matches(r, filters)]
         if args.latest:
@@ -126,16 +128,20 @@ def run(args: argparse.Namespace) -> int:
                 print(r.ID)
             return 0
         columns = list(DEFAULT_COLUMNS)
+        json_items = [r.json() for r in rows]
         if args.pod:
-            columns.insert(-1, ("Pod", "POD ID"))
-            columns.insert(-1, ("PodName", "PODNAME"))
+            columns.append(("Pod", "POD ID"))
+            columns.append(("PodName", "PODNAME"))
+            if not args.no_trunc:
+                for r in rows:
+                    r.Pod = r.Pod[:12]
         sys.stdout.write(
             format_items(
                 args.format,
                 rows,
                 columns,
                 headers=HEADERS,
-                json_items=[r.json() for r in rows],
+                json_items=json_items,
                 noheading=args.noheading,
             )
         )
