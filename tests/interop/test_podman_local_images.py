@@ -395,5 +395,23 @@ def test_diff_matches_podman(tmp_shm: Path, busybox_layout: BusyboxImage, driver
     assert re.match(r"\{\n {5}\"changed\"", ours) and re.match(r"\{\n {5}\"changed\"", theirs)
     ours, theirs = pair.both("diff", "busybox")
     assert sorted(ours.splitlines()) == sorted(theirs.splitlines())
+    # export: the same members with the same attributes (times differ: edited apart)
+    exports = []
+    for tool, name in ((pair.skiff, "ours.tar"), (pair.podman, "theirs.tar")):
+        tool("export", "-o", str(tmp_shm / name), "c1")
+        exports.append(tar_members(tmp_shm / name))
+    assert exports[0] == exports[1]
     for tool in (pair.skiff, pair.podman):
         tool("rm", "c1")
+
+
+def tar_members(path: Path) -> dict[str, tuple[Any, ...]]:
+    """Members and attributes; modes without the file-type bits containers/storage
+    adds to the mode field (Docker's pre-Go-1.9 habit; skiff writes POSIX modes)."""
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return {
+            m.name.rstrip("/"): (m.type, m.mode & 0o7777, m.uid, m.gid, m.size, m.linkname)
+            for m in tar.getmembers()
+        }
