@@ -418,10 +418,13 @@ def remove_path(path: str | Path) -> None:
 
 
 def forget_staging(store: Store, path: str) -> None:
-    """Remove a staging directory and its row."""
+    """Remove a staging directory (or stray file) and its row, if it has one."""
     from skiff.storage.layers import Staging
 
-    store.layers.discard_staging(Staging(Path(path), Path(path), None))
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        target.unlink()
+    store.layers.discard_staging(Staging(target, target, None))
 
 
 def remove_incomplete_layer(store: Store, layer_id: str) -> None:

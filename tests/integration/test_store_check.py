@@ -95,6 +95,9 @@ def test_leftovers_of_dead_processes(cli: CliEnv, store: Store) -> None:
     stray = staging / "junk"
     stray.mkdir()
     os.utime(stray, (OLD, OLD))
+    stray_file = staging / "stray-file"
+    stray_file.write_bytes(b"x")
+    os.utime(stray_file, (OLD, OLD))
     young = staging / "fresh"
     young.mkdir()  # no owner, but young: may be a live rename
     home = store.driver.home / "dir" if store.driver_name == "vfs" else store.driver.home
@@ -108,12 +111,13 @@ def test_leftovers_of_dead_processes(cli: CliEnv, store: Store) -> None:
         ("staging-leftover", str(unrecorded)),
         ("staging-leftover", str(spool)),
         ("staging-leftover", str(stray)),
+        ("staging-leftover", str(stray_file)),
         ("temporary-leftover", str(half)),
         ("temporary-leftover", str(tmp_split)),
     }
     out = cli.skiff("system", "check", "--repair").stdout
     assert "REPAIR" in out.splitlines()[0]
-    for path in (unrecorded, spool, stray, half, tmp_split):
+    for path in (unrecorded, spool, stray, stray_file, half, tmp_split):
         assert not path.exists()
     assert young.exists()
     assert_clean(cli)
