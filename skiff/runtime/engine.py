@@ -12,13 +12,18 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skiff.config import SystemContext
 from skiff.runtime.locks import container_lock
-from skiff.runtime.oci import OCIRuntime
 from skiff.runtime.paths import ContainerPaths
 from skiff.runtime.records import ContainerRecords
 from skiff.storage.store import Store
+
+if TYPE_CHECKING:
+    # imported when a runtime is first needed: the OCI wrapper pulls in all of
+    # spec generation, which read-only commands (ps, logs, inspect) never use
+    from skiff.runtime.oci import OCIRuntime
 
 
 def skiff_command() -> list[str]:
@@ -41,6 +46,8 @@ class Runtime:
         """The OCI runtime by name or path ("" = the default choice), cached per process."""
         runtime = self._oci.get(requested)
         if runtime is None:
+            from skiff.runtime.oci import OCIRuntime
+
             default = os.environ.get("SKIFF_RUNTIME") or None
             runtime = OCIRuntime.for_store(self.run_root, requested or None, default=default)
             self._oci[requested] = runtime

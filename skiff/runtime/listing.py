@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from skiff.runtime import lifecycle
 from skiff.runtime.engine import Runtime
 from skiff.runtime.records import Container, Status
 
@@ -123,6 +122,10 @@ def list_containers(rt: Runtime, *, all_containers: bool) -> list[Container]:
     for record in rt.records.all():
         c = record
         if c.state.status in (Status.RUNNING, Status.PAUSED, Status.INITIALIZED):
+            # imported only when a live container must be checked: the
+            # lifecycle pulls in conmon and spec generation
+            from skiff.runtime import lifecycle
+
             with rt.lock(c.id):
                 c = lifecycle.sync(rt, c)
         if all_containers or c.state.status in (Status.RUNNING, Status.PAUSED):
