@@ -60,16 +60,24 @@ def _targets(rt: Any, args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from skiff.cli.runtimecli import open_runtime
-    from skiff.runtime import lifecycle
-    from skiff.runtime.specgen.generator import parse_signal
 
     cmd = args.basic_command
     rt = open_runtime(args)
     try:
         if cmd == "cleanup":
-            for ref in args.containers:
-                lifecycle.cleanup(rt, ref)
+            # conmon's exit command: after a foreground run the client has
+            # usually removed the container already; finding that out must
+            # not cost the import of the whole lifecycle
+            refs = [ref for ref in args.containers if rt.records.find(ref) is not None]
+            if refs:
+                from skiff.runtime import lifecycle
+
+                for ref in refs:
+                    lifecycle.cleanup(rt, ref)
             return 0
+        from skiff.runtime import lifecycle
+        from skiff.runtime.specgen.generator import parse_signal
+
         if cmd == "start" and (args.attach or args.interactive):
             return _start_attached(rt, args)
         if cmd == "wait":
