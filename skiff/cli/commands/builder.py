@@ -55,7 +55,7 @@ def _warn(text: str) -> None:
 def _register_from(parser: argparse.ArgumentParser) -> None:
     from skiff.cli.commands.pull import add_platform_options, registry_options
 
-    parser.add_argument("image", metavar="IMAGE", help="base image, or scratch")
+    parser.add_argument("image", nargs="?", metavar="IMAGE", help="base image, or scratch")
     parser.add_argument("--name", help="name of the working container")
     parser.add_argument(
         "--pull",
@@ -85,6 +85,9 @@ def _register_from(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_run_from)
 
 
+_POLICY_WORDS = ("always", "missing", "never", "newer", "ifmissing", "ifnewer", "true", "false")
+
+
 def _run_from(args: argparse.Namespace) -> int:
     from skiff.build.builder import FromOptions, PullPolicy, from_image
     from skiff.cli.commands.pull import platform_context, registry_context
@@ -94,7 +97,13 @@ def _run_from(args: argparse.Namespace) -> int:
     from skiff.libimage.pull import PullOptions
     from skiff.runtime.engine import Runtime
 
-    policy = PullPolicy.parse(args.pull)
+    image, pull = args.image, args.pull
+    if image is None and pull not in _POLICY_WORDS:
+        # "--pull IMAGE": a bare --pull (buildah's --pull is --pull=true) took the image
+        image, pull = pull, "missing"
+    if image is None:
+        raise UsageError("no image given", "skiff builder from IMAGE, or scratch")
+    policy = PullPolicy.parse(pull)
     if args.pull_always:
         policy = PullPolicy.ALWAYS
     if args.pull_never:
@@ -114,7 +123,7 @@ def _run_from(args: argparse.Namespace) -> int:
         volumes=list(args.volume),
     )
     with Runtime(ctx) as rt:
-        builder = from_image(rt, args.image, name=args.name, options=options)
+        builder = from_image(rt, image, name=args.name, options=options)
     print(builder.name)
     return 0
 
