@@ -437,14 +437,13 @@ def _cache_dir(rt: Runtime, mount: RunMount, cleanup: contextlib.ExitStack) -> P
     base = rt.store.root / CACHE_DIR
     base.mkdir(exist_ok=True, mode=0o700)
     path = base / key
-    if not path.is_dir():
-        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{key[:12]}-"))
-        tmp.chmod(mount.mode if mount.mode is not None else 0o755)
-        os.chown(tmp, mount.uid or 0, mount.gid or 0)
-        try:
-            tmp.rename(path)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another run made it first
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass  # made by an earlier run: keep its owner and mode
+    else:
+        os.chown(path, mount.uid or 0, mount.gid or 0)
+        path.chmod(mount.mode if mount.mode is not None else 0o755)
     if mount.sharing in ("locked", "private"):
         fd = os.open(base / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         cleanup.callback(os.close, fd)

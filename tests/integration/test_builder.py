@@ -568,6 +568,9 @@ def test_run_mounts(ovl: Env, context_dir: Path) -> None:
     assert code == 0
     code, out = ovl.run(b, "cat", "/cache/f", mounts=[cache])
     assert (code, out) == (0, "kept\n")
+    owned = parse_run_mount("type=cache,target=/owned,uid=1000,gid=1000,mode=0700,sharing=locked")
+    code, out = ovl.run(b, "stat", "-c", "%u %g %a", "/owned", mounts=[owned])
+    assert (code, out) == (0, "1000 1000 700\n")
     code, out = ovl.run(
         b,
         "sh",
