@@ -259,6 +259,9 @@ def test_clear_errors(cli: ContainerEnv) -> None:
     assert "image not known" in cli.fails("from", "--pull", "never", "localhost/absent")
     result = cli.skiff("builder", "run", cid, "--", "sh", "-c", "exit 9", expect=9)
     assert_clean_failure(result)
+    # the working container holds its image
+    in_use = cli.fails("rmi", "localhost/busybox:latest", code=2)
+    assert "image is in use by a container" in in_use
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
