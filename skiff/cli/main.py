@@ -168,6 +168,12 @@ POD_COMMANDS: dict[str, Cmd | Group] = {
     "unpause": _c("pod", "Unpause the containers of pods"),
 }
 
+KUBE_COMMANDS: dict[str, Cmd | Group] = {
+    "play": _c("kube", "Create pods and containers from Kubernetes YAML"),
+    "down": _c("kube", "Remove the pods a Kubernetes YAML file created"),
+    "generate": _c("kube", "Generate Kubernetes YAML from pods or containers"),
+}
+
 SYSTEM_COMMANDS: dict[str, Cmd | Group] = {
     "check": _c("system", "Check the store for inconsistencies (--repair fixes them)"),
     "df": _c("system", "Show disk usage by images, containers and volumes"),
@@ -220,6 +226,7 @@ COMMANDS: dict[str, Cmd | Group] = {
     "network": Group("Manage networks", NETWORK_COMMANDS),
     "volume": Group("Manage volumes", VOLUME_COMMANDS),
     "pod": Group("Manage pods", POD_COMMANDS),
+    "kube": Group("Play and generate Kubernetes YAML", KUBE_COMMANDS),
     "builder": Group("Build images in working containers (buildah's verbs)", BUILDER_COMMANDS),
     "from": _c("builder", "Create a working container from an image (builder from)"),
     "login": _c("login", "Log in to a container registry"),
