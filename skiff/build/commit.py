@@ -120,14 +120,17 @@ class CommitReport:
 
 
 def commit_builder(
-    rt: Runtime, ref: str, name: str | None, options: CommitOptions | None = None
+    rt: Runtime, ref: str | Builder, name: str | None, options: CommitOptions | None = None
 ) -> CommitReport:
-    """Commit working container ``ref`` as image ``name`` (None: unnamed)."""
+    """Commit working container ``ref`` as image ``name`` (None: unnamed).
+
+    A Builder object is committed as it is in memory (the executor's
+    per-step state; with ``empty_layer`` it needs no working container)."""
     from skiff.libimage.names import local_name, transport_of
 
     options = options or CommitOptions()
     store = rt.store
-    builder = get_builder(store, ref)
+    builder = ref if isinstance(ref, Builder) else get_builder(store, ref)
     fmt = options.format or builder.format
     if fmt not in ("oci", "docker"):
         raise UsageError(f"unknown format {fmt!r}", "use oci or docker")

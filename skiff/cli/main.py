@@ -45,6 +45,7 @@ def _c(name: str, help_text: str, *aliases: str) -> Cmd:
 
 
 IMAGE_COMMANDS: dict[str, Cmd | Group] = {
+    "build": _c("build", "Build an image from a Containerfile"),
     "copy": _c("image_copy", "Copy an image from one location to another", "cp"),
     "inspect": _c("image_inspect", "Inspect an image (local, or TRANSPORT:REF like skopeo)"),
     "ls": _c("images", "List images in local storage", "list"),
@@ -227,6 +228,7 @@ COMMANDS: dict[str, Cmd | Group] = {
     "volume": Group("Manage volumes", VOLUME_COMMANDS),
     "pod": Group("Manage pods", POD_COMMANDS),
     "kube": Group("Play and generate Kubernetes YAML", KUBE_COMMANDS),
+    "build": _c("build", "Build an image from a Containerfile", "bud"),
     "builder": Group("Build images in working containers (buildah's verbs)", BUILDER_COMMANDS),
     "from": _c("builder", "Create a working container from an image (builder from)"),
     "login": _c("login", "Log in to a container registry"),
