@@ -159,9 +159,7 @@ def copy_blob(
     # back. Only a variant with the compression asked for stands in for it.
     if not want_diff_id and (not plan.changes_content or plan.target):
         reused = dest.try_reusing_blob(info, can_substitute=not options.preserve_digests)
-        if reused is not None and (
-            not plan.changes_content or reused.compression == plan.target
-        ):
+        if reused is not None and (not plan.changes_content or reused.compression == plan.target):
             if progress is not None:
                 progress.blob_finished(info, skipped=True)
             return reused, True, None
