@@ -40,6 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
             "--configmap", action="append", default=[], help="a YAML file with ConfigMaps"
         )
         add_bool(parser, "--start", "start the pods (default true)")
+        parser.add_argument(
+            "--network", action="append", default=[], help="networks of the pods (repeatable)"
+        )
         parser.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
         parser.add_argument(
             "--tls-verify", nargs="?", const=True, default=None, type=parse_bool,
@@ -104,6 +107,7 @@ def _play(args: argparse.Namespace) -> int:
                 config_maps=extra.config_maps,
                 replace=args.replace,
                 start=args.start is not False,
+                networks=[n for item in args.network for n in item.split(",") if n],
                 resolve_image=_resolver(rt, args),
                 create_command=["skiff", *sys.argv[1:]],
             ),

@@ -538,10 +538,11 @@ def parse_documents(documents: list[Any], source: str, into: KubeFile | None = N
             out.config_maps.append(ConfigMap(_name(meta), node.text_map("data"), where))
         else:
             out.claims.append(Claim(_name(meta), meta.text_map("labels"), where))
-    names = [p.name for p in out.pods]
+    seen: set[str] = set()
     for pod in out.pods:
-        if names.count(pod.name) > 1:
+        if pod.name in seen:
             raise pod.at_name().error(f"pod {pod.name!r} is defined twice")
+        seen.add(pod.name)
     return out
 
 

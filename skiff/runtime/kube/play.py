@@ -85,6 +85,9 @@ class PlayOptions:
     """From ``--configmap`` files; the YAML's own ConfigMaps win on a name clash."""
     replace: bool = False
     start: bool = True
+    networks: list[str] = field(default_factory=list)
+    """``--network``: the networks of every pod (none given: the default network;
+    ``none`` or ``host`` alone: that network mode)."""
     resolve_image: ImageResolver | None = None
     create_command: list[str] = field(default_factory=list)
 
@@ -306,17 +309,20 @@ def _placeholder(volume: Volume, destination: str, read_only: bool) -> Mount:
 
 
 def _check_ports(pod: PodSpec) -> None:
-    seen: dict[tuple[int, str, str], Where] = {}
+    """A host port may be published once per protocol and address ("" is every address)."""
+    seen: list[tuple[int, str, str]] = []
     for c in pod.containers:
         for port in c.ports:
             if port.host_port is None or pod.host_network:
                 continue
-            key = (port.host_port, port.protocol, port.host_ip)
-            if key in seen:
-                raise port.where.child("hostPort").error(
-                    f"host port {port.host_port}/{port.protocol} is published twice"
-                )
-            seen[key] = port.where
+            for other_port, protocol, ip in seen:
+                if (other_port, protocol) == (port.host_port, port.protocol) and (
+                    not ip or not port.host_ip or ip == port.host_ip
+                ):
+                    raise port.where.child("hostPort").error(
+                        f"host port {port.host_port}/{port.protocol} is published twice"
+                    )
+            seen.append((port.host_port, port.protocol, port.host_ip))
 
 
 def _plan(rt: Runtime, kube: KubeFile, options: PlayOptions) -> list[_Pod]:
@@ -395,14 +401,20 @@ def _pod_options(pod: PodSpec, options: PlayOptions) -> PodCreateOptions:
                         }
                     )
     share = ["ipc", "net", "uts"] + (["pid"] if pod.share_process_namespace else [])
+    mode, networks = "bridge", list(options.networks)
+    if pod.host_network:
+        mode, networks = "host", []
+    elif networks in (["none"], ["host"]):
+        mode, networks = networks[0], []
     return PodCreateOptions(
         name=pod.name,
         hostname=pod.hostname,
         labels=dict(pod.labels),
         annotations=dict(pod.annotations),
         share=share,
-        network_mode="host" if pod.host_network else "bridge",
-        ports=ports,
+        network_mode=mode,
+        networks=networks,
+        ports=ports if mode == "bridge" else [],
         dns_servers=list(pod.dns_servers),
         dns_search=list(pod.dns_search),
         dns_options=list(pod.dns_options),
