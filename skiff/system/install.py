@@ -1,0 +1,733 @@
+"""install, update, rollback, uninstall — and putting things right after a crash.
+
+Each operation takes a ``SystemContext`` and an ``…Options`` and returns a
+``ChangeReport`` (the CLI prints its ``actions`` and ``notes``). The image
+is pulled first, outside any lock, through libimage's pull (the copy
+engine, so the trust policy applies); everything after happens under the
+system-containers lock (``SystemPaths.locked``) in this order:
+
+1. ``recover``: finish whatever an interrupted command left (below);
+2. build the new deployment complete in staging (``deploy``), check that
+   its host files would not overwrite files that are not this container's;
+3. rename it to ``NAME.k`` (replacing the older, inactive slot);
+4. **switch the symlink** — the commit point;
+5. activate (``_activate``): install the unit, tmpfiles and hostfs files,
+   run systemctl when systemd runs, then write the database record;
+6. collect objects no deployment uses any more.
+
+A ``kill -9`` before 4 leaves the previous deployment active, its unit
+and files untouched; the stray staging directory or slot is removed by
+the next command. After 4 the new deployment is the active one; until 5
+ends, the host's unit may still run the previous deployment, which still
+exists, so the service keeps working; the next command (any of them,
+``list`` and ``inspect`` included) sees that the record does not follow
+the symlink and completes step 5 (``recover``). ``uninstall`` removes the
+host files first and the symlink last of what matters, so an interrupted
+uninstall is finished by running any command again.
+
+``SKIFF_SYSTEM_CONTAINER_CRASH_AT=<point>`` makes the process kill itself
+with SIGKILL at that point (``deployed``, ``switched``, ``files``,
+``record``, ``uninstall-files``, ``unlinked``): what an outside ``kill -9``
+at that instant would do, for the crash tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from skiff.errors import ImageUnknown, SkiffError, SystemContainerError, UsageError
+from skiff.system.deploy import DeploymentInfo, DeployRequest, build_deployment
+from skiff.system.hostfiles import HostFile, conflicts, install_files, remove_files
+from skiff.system.layout import SystemPaths, fsync_dir, remove_tree
+from skiff.system.objects import ObjectStore
+from skiff.system.records import Records, SystemContainerRecord
+from skiff.system.units import (
+    DEFAULT_SYSTEMD_DIR,
+    DEFAULT_TMPFILES_DIR,
+    Systemd,
+    check_name,
+)
+
+if TYPE_CHECKING:
+    from skiff.config import SystemContext
+    from skiff.libimage.pull import PullOptions
+    from skiff.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+CRASH_ENV = "SKIFF_SYSTEM_CONTAINER_CRASH_AT"
+
+
+def _crash_point(point: str) -> None:
+    if os.environ.get(CRASH_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- options and reports ---------------------------------------------------------------------
+
+
+@dataclass
+class HostDirs:
+    """Where host files go. None: the defaults for ``install``; for the other
+    commands the directories recorded at install (a different one is an error)."""
+
+    systemd_dir: Path | None = None
+    tmpfiles_dir: Path | None = None
+    host_root: Path | None = None
+
+
+@dataclass
+class InstallOptions:
+    name: str | None = None
+    values: dict[str, str] = field(default_factory=dict)
+    """``--set`` values (``templates.parse_set_values``)."""
+    rootfs: Path | None = None
+    force: bool = False
+    """Overwrite host files that are not this container's."""
+    dirs: HostDirs = field(default_factory=HostDirs)
+    pull: PullOptions | None = None
+    systemd: Systemd | None = None
+    """None: detect whether systemd runs (tests pass their own)."""
+
+
+@dataclass
+class UpdateOptions:
+    rebase: str | None = None
+    force: bool = False
+    dirs: HostDirs = field(default_factory=HostDirs)
+    pull: PullOptions | None = None
+    systemd: Systemd | None = None
+
+
+@dataclass
+class ChangeOptions:
+    """``rollback`` and ``uninstall``."""
+
+    force: bool = False
+    dirs: HostDirs = field(default_factory=HostDirs)
+    systemd: Systemd | None = None
+
+
+@dataclass
+class ChangeReport:
+    name: str
+    deployment: int | None
+    """The active deployment afterwards (None after uninstall)."""
+    image: str = ""
+    image_id: str = ""
+    changed: bool = True
+    actions: list[str] = field(default_factory=list)
+    """What was done, one line each (for the user)."""
+    notes: list[str] = field(default_factory=list)
+    """Steps skipped and things to know (warnings)."""
+
+
+# --- the session: store, paths, records ------------------------------------------------------
+
+
+class _Session:
+    def __init__(self, ctx: SystemContext) -> None:
+        from skiff.storage.store import Store
+
+        self.ctx = ctx
+        self.store: Store = Store.open(ctx)
+        self.paths = SystemPaths.for_store_root(self.store.root)
+        self.paths.ensure()
+        self.objects = ObjectStore(self.paths.objects)
+        self.records = Records(self.store.db)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open(ctx: SystemContext) -> _Session:
+    return _Session(ctx)
+
+
+def _require(session: _Session, name: str) -> SystemContainerRecord:
+    record = session.records.get(name)
+    if record is None:
+        raise SystemContainerError(
+            f"system container {name!r} is not installed",
+            "list them with 'skiff system-container list'",
+        )
+    return record
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def _acquire_image(
+    session: _Session, text: str, pull: PullOptions | None, *, prefer_local: bool
+) -> tuple[str, str]:
+    """(image ID, stored name) of ``text``: a local image when ``prefer_local``
+    and the store has it, else pulled (a name under localhost/ is never
+    pulled: no registry serves it)."""
+    from skiff.libimage.names import find_local_image, transport_of
+
+    plain = transport_of(text) is None
+    if plain and (prefer_local or text.startswith("localhost/")):
+        try:
+            image, named = find_local_image(session.ctx, session.store, text)
+        except ImageUnknown:
+            if text.startswith("localhost/"):
+                raise
+        else:
+            return image.id, str(named) if named is not None else _first_name(image.names)
+    from skiff.libimage.pull import pull_image
+
+    report = pull_image(session.ctx, text, pull)
+    pulled = report.images[-1]
+    return pulled.image_id, pulled.name or _first_name(
+        session.store.images.get(pulled.image_id).names
+    )
+
+
+def _first_name(names: tuple[str, ...]) -> str:
+    return names[0] if names else ""
+
+
+def default_name(image_name: str, text: str) -> str:
+    """``registry/ns/etcd:3.5`` → ``etcd`` (atomic's default)."""
+    source = image_name or text
+    source = source.split("@", 1)[0]
+    last = source.rstrip("/").rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[0] if ":" in last else last
+
+
+# --- host directories -----------------------------------------------------------------------
+
+
+def _absolute(path: Path, flag: str) -> Path:
+    if not str(path):
+        raise UsageError(f"{flag} needs a directory")
+    return Path(os.path.abspath(path))
+
+
+def _install_dirs(dirs: HostDirs) -> tuple[Path, Path, Path]:
+    return (
+        _absolute(dirs.systemd_dir or DEFAULT_SYSTEMD_DIR, "--systemd-dir"),
+        _absolute(dirs.tmpfiles_dir or DEFAULT_TMPFILES_DIR, "--tmpfiles-dir"),
+        _absolute(dirs.host_root or Path("/"), "--host-root"),
+    )
+
+
+def _check_dirs(info: DeploymentInfo, dirs: HostDirs) -> None:
+    """A directory given to update/rollback/uninstall must be the recorded one."""
+    for given, recorded, flag in (
+        (dirs.systemd_dir, info.systemd_dir, "--systemd-dir"),
+        (dirs.tmpfiles_dir, info.tmpfiles_dir, "--tmpfiles-dir"),
+        (dirs.host_root, info.host_root, "--host-root"),
+    ):
+        if given is not None and str(_absolute(given, flag)) != recorded:
+            raise UsageError(
+                f"{info.name} was installed with {flag} {recorded}, not {given}",
+                f"give {flag} {recorded} or leave it out",
+            )
+
+
+def _check_conflicts(
+    session: _Session, name: str, files: list[HostFile], owned: list[str], force: bool
+) -> list[str]:
+    """Refuse to overwrite host files that are not ``name``'s (``--force``
+    overrides, except for files another system container owns)."""
+    found = conflicts(files, owned)
+    if not found:
+        return []
+    owners = session.records.owners()
+    others = [(p, owners[p]) for p in found if owners.get(p, name) != name]
+    if others:
+        raise SystemContainerError(
+            f"{name} would overwrite {others[0][0]}, which system container "
+            f"{others[0][1]} installed",
+            "uninstall that one first",
+        )
+    if not force:
+        raise SystemContainerError(
+            f"{name} would overwrite {', '.join(found)}, not installed by skiff",
+            "move the files away, or give --force to overwrite them",
+        )
+    return [f"overwrote {p} (--force)" for p in found]
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+
+def recover(session: _Session, name: str, systemd: Systemd, report: ChangeReport) -> None:
+    """Make the record and the host follow the symlink of ``name`` (under the lock)."""
+    for stale in session.paths.stale_entries():
+        remove_tree(stale)
+        report.notes.append(f"removed {stale.name}, left by an interrupted command")
+    index = session.paths.active_index(name)
+    record = session.records.get(name)
+    if index is None:
+        if record is not None:
+            report.notes.append(f"finished the interrupted uninstall of {name}")
+            _finish_uninstall(session, record, report)
+        leftovers = session.paths.existing_slots(name)
+        for slot in leftovers:
+            remove_tree(session.paths.deployment(name, slot))
+            report.notes.append(f"removed deployment {name}.{slot} of an interrupted install")
+        if leftovers:
+            session.objects.collect_garbage()
+        return
+    if record is not None and record.deployment == index:
+        return
+    info = DeploymentInfo.read(session.paths.deployment(name, index))
+    report.notes.append(f"completed the interrupted change of {name}: deployment {index} is active")
+    _activate(session, info, record, systemd, report, first=record is None)
+
+
+def _finish_uninstall(
+    session: _Session, record: SystemContainerRecord, report: ChangeReport
+) -> None:
+    remove_files(record.installed_files, report.notes)
+    for slot in session.paths.existing_slots(record.name):
+        remove_tree(session.paths.deployment(record.name, slot))
+    session.records.delete(record.name)
+    session.objects.collect_garbage()
+
+
+# --- activation ----------------------------------------------------------------------------
+
+
+def _activate(
+    session: _Session,
+    info: DeploymentInfo,
+    previous: SystemContainerRecord | None,
+    systemd: Systemd,
+    report: ChangeReport,
+    *,
+    first: bool,
+) -> None:
+    """Install ``info``'s host files, tell systemd, write the record (step 5)."""
+    deployment = session.paths.deployment(info.name, info.index)
+    installed = install_files(
+        deployment, info.files, previous.installed_files if previous else [], report.notes
+    )
+    report.actions.extend(f"installed {f.target}" for f in info.files)
+    _crash_point("files")
+    systemd_dir = Path(info.systemd_dir)
+    steps: list[Callable[[], None]] = [lambda: systemd.daemon_reload(systemd_dir)]
+    if info.tmpfiles:
+        steps.append(lambda: systemd.tmpfiles_create(Path(info.tmpfiles)))
+    if info.unit:
+        unit = Path(info.unit).name
+        if first:
+            steps.append(lambda: systemd.enable(unit, systemd_dir))
+        else:
+            steps.append(lambda: systemd.try_restart(unit, systemd_dir))
+    for step in steps:
+        try:
+            step()
+        except SystemContainerError as exc:
+            report.notes.append(f"{exc} — run it yourself once the cause is fixed")
+    now = time.time()
+    session.records.put(
+        SystemContainerRecord(
+            info=info,
+            installed_files=installed,
+            installed=previous.installed if previous is not None else now,
+            updated=now,
+        )
+    )
+    _crash_point("record")
+
+
+def _place(session: _Session, staging: Path, name: str, index: int) -> None:
+    """Rename a complete staging directory to ``NAME.index`` (the slot is inactive)."""
+    target = session.paths.deployment(name, index)
+    if target.exists():
+        remove_tree(target)
+    os.rename(staging, target)
+    fsync_dir(session.paths.deployments)
+    _crash_point("deployed")
+
+
+def _systemd(option: Systemd | None) -> Systemd:
+    return option if option is not None else Systemd()
+
+
+def _finish_report(report: ChangeReport, systemd: Systemd) -> ChangeReport:
+    report.actions.extend(systemd.actions)
+    report.notes.extend(systemd.notes)
+    return report
+
+
+# --- install --------------------------------------------------------------------------------
+
+
+def install(ctx: SystemContext, image: str, options: InstallOptions | None = None) -> ChangeReport:
+    """Pull ``image`` and install it as the system container ``options.name``."""
+    from skiff.runtime.oci import select_runtime
+
+    options = options or InstallOptions()
+    if options.name is not None:
+        check_name(options.name)
+    rootfs = _check_rootfs(options.rootfs)
+    systemd_dir, tmpfiles_dir, host_root = _install_dirs(options.dirs)
+    systemd = _systemd(options.systemd)
+    with _open(ctx) as session:
+        image_id, image_name = _acquire_image(session, image, options.pull, prefer_local=True)
+        name = options.name or default_name(image_name, image)
+        if options.name is None:
+            check_name(name)
+        report = ChangeReport(name, 0, image, image_id)
+        with session.paths.locked():
+            recover(session, name, systemd, report)
+            if session.records.get(name) is not None:
+                raise SystemContainerError(
+                    f"system container {name!r} is already installed",
+                    "update it with 'skiff system-container update', or uninstall it first",
+                )
+            runtime = select_runtime(session.store.run_root)
+            request = DeployRequest(
+                name=name,
+                index=0,
+                image=image,
+                image_id=image_id,
+                image_name=image_name,
+                values=dict(options.values),
+                uuid=str(uuid.uuid4()),
+                rootfs=rootfs,
+                systemd_dir=systemd_dir,
+                tmpfiles_dir=tmpfiles_dir,
+                host_root=host_root,
+            )
+            built = build_deployment(
+                session.store, session.paths, session.objects, request, runtime
+            )
+            report.notes.extend(built.notes)
+            try:
+                report.notes.extend(
+                    _check_conflicts(session, name, built.info.files, [], options.force)
+                )
+            except BaseException:
+                remove_tree(built.staging)
+                raise
+            _place(session, built.staging, name, 0)
+            report.actions.append(f"extracted {image} to {session.paths.deployment(name, 0)}")
+            session.paths.switch(name, 0)
+            _crash_point("switched")
+            _activate(session, built.info, None, systemd, report, first=True)
+    return _finish_report(report, systemd)
+
+
+def _check_rootfs(rootfs: Path | None) -> Path | None:
+    if rootfs is None:
+        return None
+    path = Path(os.path.abspath(rootfs))
+    if not path.is_dir():
+        raise UsageError(f"--rootfs {rootfs}: not a directory", "give an existing directory")
+    return path
+
+
+# --- update and rollback -----------------------------------------------------------------------
+
+
+def update(ctx: SystemContext, name: str, options: UpdateOptions | None = None) -> ChangeReport:
+    """Pull the image again (or ``--rebase``'s) and switch to a new deployment of it."""
+    from skiff.runtime.oci import select_runtime
+
+    options = options or UpdateOptions()
+    check_name(name)
+    systemd = _systemd(options.systemd)
+    with _open(ctx) as session:
+        current = _require(session, name)
+        _check_dirs(current.info, options.dirs)
+        text = options.rebase or current.info.image
+        image_id, image_name = _acquire_image(session, text, options.pull, prefer_local=False)
+        report = ChangeReport(name, current.deployment, text, image_id)
+        with session.paths.locked():
+            recover(session, name, systemd, report)
+            record = _require(session, name)
+            active = record.deployment
+            if image_id == record.info.image_id and text == record.info.image:
+                report.changed = False
+                report.deployment = active
+                report.notes.append(f"{name} already runs the latest {text} ({image_id[:12]})")
+                return _finish_report(report, systemd)
+            index = 1 - active
+            info = record.info
+            request = DeployRequest(
+                name=name,
+                index=index,
+                image=text,
+                image_id=image_id,
+                image_name=image_name,
+                values=dict(info.values),
+                uuid=info.uuid,
+                rootfs=Path(info.rootfs) if info.external_rootfs else None,
+                systemd_dir=Path(info.systemd_dir),
+                tmpfiles_dir=Path(info.tmpfiles_dir),
+                host_root=Path(info.host_root),
+            )
+            runtime = select_runtime(session.store.run_root)
+            built = build_deployment(
+                session.store, session.paths, session.objects, request, runtime
+            )
+            report.notes.extend(built.notes)
+            try:
+                owned = [f.path for f in record.installed_files]
+                report.notes.extend(
+                    _check_conflicts(session, name, built.info.files, owned, options.force)
+                )
+            except BaseException:
+                remove_tree(built.staging)
+                raise
+            _place(session, built.staging, name, index)
+            report.actions.append(f"extracted {text} to {session.paths.deployment(name, index)}")
+            session.paths.switch(name, index)
+            _crash_point("switched")
+            _activate(session, built.info, record, systemd, report, first=False)
+            report.deployment = index
+            session.objects.collect_garbage()
+    return _finish_report(report, systemd)
+
+
+def rollback(ctx: SystemContext, name: str, options: ChangeOptions | None = None) -> ChangeReport:
+    """Switch back to the other deployment (the one before the last update)."""
+    options = options or ChangeOptions()
+    check_name(name)
+    systemd = _systemd(options.systemd)
+    with _open(ctx) as session:
+        report = ChangeReport(name, None)
+        with session.paths.locked():
+            recover(session, name, systemd, report)
+            record = _require(session, name)
+            _check_dirs(record.info, options.dirs)
+            other = 1 - record.deployment
+            directory = session.paths.deployment(name, other)
+            if not directory.is_dir():
+                raise SystemContainerError(
+                    f"system container {name!r} has no previous deployment to roll back to",
+                    "rollback needs an earlier update",
+                )
+            info = DeploymentInfo.read(directory)
+            owned = [f.path for f in record.installed_files]
+            report.notes.extend(_check_conflicts(session, name, info.files, owned, options.force))
+            session.paths.switch(name, other)
+            _crash_point("switched")
+            report.actions.append(f"switched {name} to deployment {other} ({directory})")
+            _activate(session, info, record, systemd, report, first=False)
+            report.deployment = other
+            report.image = info.image
+            report.image_id = info.image_id
+    return _finish_report(report, systemd)
+
+
+# --- uninstall -------------------------------------------------------------------------------
+
+
+def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = None) -> ChangeReport:
+    """Stop and remove the unit, tmpfiles and hostfs files, the deployments,
+    the record, and the objects nothing uses any more."""
+    options = options or ChangeOptions()
+    check_name(name)
+    systemd = _systemd(options.systemd)
+    with _open(ctx) as session:
+        report = ChangeReport(name, None)
+        with session.paths.locked():
+            had_state = (
+                session.records.get(name) is not None
+                or session.paths.active_index(name) is not None
+                or bool(session.paths.existing_slots(name))
+            )
+            recover(session, name, systemd, report)
+            record = session.records.get(name)
+            if record is None:
+                if had_state:
+                    return _finish_report(report, systemd)
+                raise SystemContainerError(
+                    f"system container {name!r} is not installed",
+                    "list them with 'skiff system-container list'",
+                )
+            _check_dirs(record.info, options.dirs)
+            report.image, report.image_id = record.info.image, record.info.image_id
+            systemd_dir = Path(record.info.systemd_dir)
+            for step in _stop_steps(record, systemd, systemd_dir):
+                try:
+                    step()
+                except SystemContainerError as exc:
+                    report.notes.append(str(exc))
+            remove_files(record.installed_files, report.notes)
+            report.actions.extend(
+                f"removed {f.path}" for f in record.installed_files if f.kind != "dir"
+            )
+            try:
+                systemd.daemon_reload(systemd_dir)
+            except SystemContainerError as exc:
+                report.notes.append(str(exc))
+            _crash_point("uninstall-files")
+            session.paths.unlink(name)
+            _crash_point("unlinked")
+            for slot in session.paths.existing_slots(name):
+                remove_tree(session.paths.deployment(name, slot))
+                report.actions.append(f"removed {session.paths.deployment(name, slot)}")
+            session.records.delete(name)
+            garbage = session.objects.collect_garbage()
+            report.actions.append(
+                f"removed {garbage.removed} unused objects ({garbage.removed_bytes} bytes)"
+            )
+    return _finish_report(report, systemd)
+
+
+def _stop_steps(
+    record: SystemContainerRecord, systemd: Systemd, systemd_dir: Path
+) -> list[Callable[[], None]]:
+    steps: list[Callable[[], None]] = []
+    if record.info.unit:
+        unit = Path(record.info.unit).name
+        steps.append(lambda: systemd.disable_now(unit, systemd_dir))
+    if record.info.tmpfiles:
+        tmpfiles = Path(record.info.tmpfiles)
+        steps.append(lambda: systemd.tmpfiles_remove(tmpfiles))
+    return steps
+
+
+# --- list and inspect ---------------------------------------------------------------------------
+
+
+@dataclass
+class DeploymentView:
+    Index: int
+    Active: bool
+    Image: str
+    ImageID: str
+    Directory: str
+    Created: str
+
+
+@dataclass
+class SystemContainerView:
+    """What ``list --format json`` and ``inspect`` show (podman-style field names)."""
+
+    Name: str
+    Image: str
+    ImageName: str
+    ImageID: str
+    Deployment: int
+    Directory: str
+    Rootfs: str
+    Unit: str
+    Tmpfiles: str
+    Values: dict[str, str]
+    UUID: str
+    Runtime: str
+    NoContainerService: bool
+    Templates: list[str]
+    InstalledFiles: list[str]
+    Deployments: list[DeploymentView]
+    Installed: str
+    Updated: str
+
+
+def _timestamp(seconds: float) -> str:
+    """RFC 3339 in local time, as podman's inspect prints times."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(seconds).astimezone().isoformat()
+
+
+def _view(session: _Session, record: SystemContainerRecord) -> SystemContainerView:
+    info = record.info
+    deployments = []
+    for slot in session.paths.existing_slots(info.name):
+        directory = session.paths.deployment(info.name, slot)
+        try:
+            other = info if slot == info.index else DeploymentInfo.read(directory)
+        except SkiffError as exc:
+            log.warning("%s", exc)
+            continue
+        deployments.append(
+            DeploymentView(
+                slot,
+                slot == info.index,
+                other.image,
+                other.image_id,
+                str(directory),
+                _timestamp(other.created),
+            )
+        )
+    return SystemContainerView(
+        Name=info.name,
+        Image=info.image,
+        ImageName=info.image_name,
+        ImageID=info.image_id,
+        Deployment=info.index,
+        Directory=str(session.paths.deployment(info.name, info.index)),
+        Rootfs=info.rootfs,
+        Unit=info.unit,
+        Tmpfiles=info.tmpfiles,
+        Values=dict(info.values),
+        UUID=info.uuid,
+        Runtime=info.runtime,
+        NoContainerService=info.no_container_service,
+        Templates=list(info.templates),
+        InstalledFiles=[f.path for f in record.installed_files if f.kind != "dir"],
+        Deployments=deployments,
+        Installed=_timestamp(record.installed),
+        Updated=_timestamp(record.updated),
+    )
+
+
+def _recover_if_free(session: _Session, names: list[str], notes: list[str]) -> None:
+    """Bring records in line with the symlinks when no other command is busy
+    (listing never waits for an install to finish)."""
+    with session.paths.locked(wait=False) as held:
+        if not held:
+            return
+        systemd = Systemd()
+        for name in names:
+            report = ChangeReport(name, None)
+            recover(session, name, systemd, report)
+            notes.extend(report.notes)
+            notes.extend(systemd.notes)
+            systemd.notes.clear()
+
+
+def _installed_with(info: DeploymentInfo, dirs: HostDirs) -> bool:
+    try:
+        _check_dirs(info, dirs)
+    except UsageError:
+        return False
+    return True
+
+
+def list_system_containers(
+    ctx: SystemContext, notes: list[str] | None = None, dirs: HostDirs | None = None
+) -> list[SystemContainerView]:
+    """Every system container (those installed with ``dirs``, when given)."""
+    dirs = dirs or HostDirs()
+    with _open(ctx) as session:
+        names = sorted({r.name for r in session.records.all()} | set(session.paths.names()))
+        _recover_if_free(session, names, notes if notes is not None else [])
+        return [_view(session, r) for r in session.records.all() if _installed_with(r.info, dirs)]
+
+
+def inspect_system_container(
+    ctx: SystemContext,
+    name: str,
+    notes: list[str] | None = None,
+    dirs: HostDirs | None = None,
+) -> SystemContainerView:
+    check_name(name)
+    with _open(ctx) as session:
+        _recover_if_free(session, [name], notes if notes is not None else [])
+        record = _require(session, name)
+        _check_dirs(record.info, dirs or HostDirs())
+        return _view(session, record)
