@@ -182,6 +182,15 @@ SYSTEM_COMMANDS: dict[str, Cmd | Group] = {
     "prune": _c("system", "Remove unused data (images)"),
 }
 
+SYSTEM_CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
+    "install": _c("system_container", "Install an image as a systemd service"),
+    "uninstall": _c("system_container", "Remove a system container, its unit and files"),
+    "update": _c("system_container", "Pull the image again and switch to a new deployment"),
+    "rollback": _c("system_container", "Switch back to the previous deployment"),
+    "list": _c("system_container", "List system containers", "ls"),
+    "inspect": _c("system_container", "Show a system container's record"),
+}
+
 COMMANDS: dict[str, Cmd | Group] = {
     "container": Group("Manage containers", CONTAINER_COMMANDS),
     "attach": _c("attach", "Attach to a running container"),
@@ -228,6 +237,9 @@ COMMANDS: dict[str, Cmd | Group] = {
     "volume": Group("Manage volumes", VOLUME_COMMANDS),
     "pod": Group("Manage pods", POD_COMMANDS),
     "kube": Group("Play and generate Kubernetes YAML", KUBE_COMMANDS),
+    "system-container": Group(
+        "Install images as systemd services (atomic install --system)", SYSTEM_CONTAINER_COMMANDS
+    ),
     "build": _c("build", "Build an image from a Containerfile", "bud"),
     "builder": Group("Build images in working containers (buildah's verbs)", BUILDER_COMMANDS),
     "from": _c("builder", "Create a working container from an image (builder from)"),
