@@ -14,11 +14,12 @@ import pty
 import re
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skiff.storage.mount import is_mounted
+from skiff.storage.mount import is_mounted, mount_points, unmount
 from skiff.testing.busybox import BusyboxImage, build_layered_layout
 from skiff.testing.cli import CliEnv
 
@@ -26,14 +27,26 @@ DRIVERS = ["overlay", "vfs"]
 
 
 @pytest.fixture(params=DRIVERS)
-def cli(request: pytest.FixtureRequest, tmp_shm: Path, busybox_layout: BusyboxImage) -> CliEnv:
+def cli(
+    request: pytest.FixtureRequest, tmp_shm: Path, busybox_layout: BusyboxImage
+) -> Iterator[CliEnv]:
     env = CliEnv(tmp_shm / "cli")
     # the first command creates the store with the driver; later ones find it recorded
     env.skiff(
         "--storage-driver", request.param, "image", "copy", "-q",
         busybox_layout.reference, "containers-storage:docker.io/library/busybox:latest",
     )  # fmt: skip
-    return env
+    try:
+        yield env
+    finally:
+        unmount_below(env.base)
+
+
+def unmount_below(base: Path) -> None:
+    """Whatever a failed test left mounted in its store (so tmpfs cleanup can remove it)."""
+    for point in sorted(mount_points(), reverse=True):
+        if point.startswith(f"{base}/"):
+            unmount(point, detach=True)
 
 
 def driver(cli: CliEnv) -> str:

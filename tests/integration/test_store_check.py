@@ -28,7 +28,9 @@ OLD = time.time() - 3600
 
 
 @pytest.fixture(params=["overlay", "vfs"])
-def cli(request: pytest.FixtureRequest, tmp_shm: Path, busybox_layout: BusyboxImage) -> CliEnv:
+def cli(
+    request: pytest.FixtureRequest, tmp_shm: Path, busybox_layout: BusyboxImage
+) -> Iterator[CliEnv]:
     env = CliEnv(tmp_shm / "cli")
     env.skiff(
         "--storage-driver", request.param, "image", "copy", "-q",
@@ -36,7 +38,13 @@ def cli(request: pytest.FixtureRequest, tmp_shm: Path, busybox_layout: BusyboxIm
     )  # fmt: skip
     layered = build_layered_layout(tmp_shm / "layered", 2)
     env.skiff("image", "copy", "-q", layered.reference, "containers-storage:localhost/layered")
-    return env
+    try:
+        yield env
+    finally:
+        # what a failed test left mounted, so that the tmpfs directory can go
+        for point in sorted(mnt.mount_points(), reverse=True):
+            if point.startswith(f"{env.base}/"):
+                mnt.unmount(point, detach=True)
 
 
 @pytest.fixture
