@@ -410,7 +410,6 @@ def _register_inspect(parser: argparse.ArgumentParser) -> None:
 def _inspect(args: argparse.Namespace) -> int:
     from skiff.cli.gotemplate.gojson import encode
     from skiff.cli.output import format_items, is_json
-    from skiff.runtime.pods.model import unknown_pod
     from skiff.runtime.pods.report import inspect_pod
 
     if args.latest == bool(args.pods):
@@ -425,8 +424,7 @@ def _inspect(args: argparse.Namespace) -> int:
             pod = records.find(ref)
             if pod is None:
                 raise SkiffError(
-                    f"inspecting object: {unknown_pod(ref).message.split(': ', 1)[0]}",
-                    "list pods with 'skiff pod ps'",
+                    f"inspecting object: no such pod {ref}", "list pods with 'skiff pod ps'"
                 )
             pods.append(pod)
         data = [inspect_pod(rt, pod) for pod in pods]
