@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +84,8 @@ def store_options(ctx: SystemContext) -> StoreOptions:
     path = Path(os.environ.get("SKIFF_STORAGE_CONF", STORAGE_CONF))
     conf: dict[str, object] = {}
     if path.exists():
+        import tomllib  # only when there is a file: every command opens a store
+
         try:
             conf = tomllib.loads(path.read_text()).get("storage", {})
         except (OSError, tomllib.TOMLDecodeError) as exc:
