@@ -333,6 +333,8 @@ def test_a_running_container_stays_mounted(cli: CliEnv) -> None:
         line = cli.fails("umount", "r1")
         assert "cannot unmount storage for container" in line and "it is running" in line
         assert cli.skiff("mount").stdout != ""
+        df = cli.skiff("system", "df", "--format", "{{.Type}}: {{.Active}}").stdout
+        assert "Containers: 1\n" in df and "Images: 1\n" in df
     finally:
         cli.skiff("rm", "-f", "r1")
     assert cli.skiff("mount").stdout == ""

@@ -98,10 +98,14 @@ def run_df(args: argparse.Namespace) -> int:
     from skiff.cli.output import format_items, is_json
     from skiff.libimage.df import DfOptions, disk_usage
 
-    describe, volumes = _runtime_hooks(args)
-    report = disk_usage(
-        system_context(args), DfOptions(describe_container=describe, list_volumes=volumes)
-    )
+    facts = _RuntimeFacts(args)
+    try:
+        report = disk_usage(
+            system_context(args),
+            DfOptions(describe_container=facts.describe, list_volumes=facts.volumes),
+        )
+    finally:
+        facts.close()
     if args.verbose:
         if args.format is not None and not is_json(args.format):
             raise UsageError("--verbose takes no --format template", "use --format json")
@@ -220,22 +224,30 @@ def _verbose_json(report: DfReport) -> str:
     return to_json(data) + "\n"
 
 
-def _runtime_hooks(
-    args: argparse.Namespace,
-) -> tuple[Callable[[str], Any] | None, Callable[[Any], Any] | None]:
-    """What the runtime knows about containers and volumes, for df."""
-    from skiff.libimage.df import ContainerFacts, VolumeUsage, tree_bytes
+class _RuntimeFacts:
+    """What the runtime knows about containers and volumes, for df (opened on first use)."""
 
-    def describe(container_id: str) -> ContainerFacts | None:
-        from skiff.runtime.records import ContainerRecords
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._runtime: Any = None
 
-        store = _open_store(args)
-        try:
-            container = ContainerRecords(store.db).find(container_id)
-        finally:
-            store.close()
+    def _rt(self) -> Any:
+        if self._runtime is None:
+            from skiff.cli.runtimecli import open_runtime
+
+            self._runtime = open_runtime(self._args)
+        return self._runtime
+
+    def describe(self, container_id: str) -> Any:
+        from skiff.libimage.df import ContainerFacts
+        from skiff.runtime import lifecycle
+
+        rt = self._rt()
+        container = rt.records.find(container_id)
         if container is None:
             return None
+        with rt.lock(container.id):
+            container = lifecycle.sync(rt, container)  # the state as of now, as ps shows it
         status = str(container.state.status)
         return ContainerFacts(
             command=" ".join(container.config.command),
@@ -244,7 +256,8 @@ def _runtime_hooks(
             local_volumes=len(container.config.volumes),
         )
 
-    def volumes(store: Any) -> list[VolumeUsage]:
+    def volumes(self, store: Any) -> list[Any]:
+        from skiff.libimage.df import VolumeUsage, tree_bytes
         from skiff.runtime.volumes.lifecycle import volume_users
         from skiff.runtime.volumes.manage import list_volumes
 
@@ -254,14 +267,10 @@ def _runtime_hooks(
             out.append(VolumeUsage(volume.name, len(volume_users(store, volume.name)), size))
         return out
 
-    return describe, volumes
-
-
-def _open_store(args: argparse.Namespace) -> Any:
-    from skiff.cli.context import system_context
-    from skiff.storage.store import Store
-
-    return Store.open(system_context(args))
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
 
 
 # --- check ---------------------------------------------------------------------------------
