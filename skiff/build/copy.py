@@ -541,7 +541,8 @@ def _copy_one(
         assert source.name is not None
         members = tar.add_entry(source.parent_fd, os.fsencode(source.name), top, source.st)
     hasher.update(os.fsencode(target_dir) + b"\0" + top + b"\0")
-    dir_fd = _open_target_dir(rootfs, target_dir, attrs.owner if is_dir else None)
+    # missing parents belong to --chown's owner, as buildah creates them (else root)
+    dir_fd = _open_target_dir(rootfs, target_dir, attrs.owner if is_dir else attrs.chown)
     try:
         _apply(_chain(members, tar), dir_fd, source.text)
     finally:
