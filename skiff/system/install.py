@@ -286,10 +286,30 @@ def recover(session: _Session, name: str, systemd: Systemd, report: ChangeReport
             session.objects.collect_garbage()
         return
     if record is not None and record.deployment == index:
+        _prune_unknown_slots(session, record, report)
         return
     info = DeploymentInfo.read(session.paths.deployment(name, index))
     report.notes.append(f"completed the interrupted change of {name}: deployment {index} is active")
     _activate(session, info, record, systemd, report, first=record is None)
+
+
+def _prune_unknown_slots(
+    session: _Session, record: SystemContainerRecord, report: ChangeReport
+) -> None:
+    """Remove an inactive deployment the record does not know: an update
+    built it and was killed before switching to it."""
+    for slot in session.paths.existing_slots(record.name):
+        if slot == record.deployment:
+            continue
+        directory = session.paths.deployment(record.name, slot)
+        try:
+            created = DeploymentInfo.read(directory).created
+        except SystemContainerError:
+            created = None
+        if created is None or record.slots.get(slot) != created:
+            remove_tree(directory)
+            report.notes.append(f"removed {directory.name}, built by an interrupted update")
+            session.objects.collect_garbage()
 
 
 def _finish_uninstall(
@@ -337,12 +357,16 @@ def _activate(
         except SystemContainerError as exc:
             report.notes.append(f"{exc} — run it yourself once the cause is fixed")
     now = time.time()
+    slots = {info.index: info.created}
+    if previous is not None and previous.deployment != info.index:
+        slots[previous.deployment] = previous.info.created
     session.records.put(
         SystemContainerRecord(
             info=info,
             installed_files=installed,
             installed=previous.installed if previous is not None else now,
             updated=now,
+            slots=slots,
         )
     )
     _crash_point("record")
@@ -512,7 +536,7 @@ def rollback(ctx: SystemContext, name: str, options: ChangeOptions | None = None
             _check_dirs(record.info, options.dirs)
             other = 1 - record.deployment
             directory = session.paths.deployment(name, other)
-            if not directory.is_dir():
+            if not directory.is_dir() or other not in record.slots:
                 raise SystemContainerError(
                     f"system container {name!r} has no previous deployment to roll back to",
                     "rollback needs an earlier update",
@@ -647,6 +671,8 @@ def _view(session: _Session, record: SystemContainerRecord) -> SystemContainerVi
     info = record.info
     deployments = []
     for slot in session.paths.existing_slots(info.name):
+        if slot != info.index and slot not in record.slots:
+            continue  # an interrupted update's, removed by the next change
         directory = session.paths.deployment(info.name, slot)
         try:
             other = info if slot == info.index else DeploymentInfo.read(directory)

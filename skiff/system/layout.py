@@ -156,12 +156,21 @@ class SystemPaths:
         return [i for i in SLOTS if self.deployment(name, i).is_dir()]
 
     def names(self) -> list[str]:
-        """Names with an active-deployment symlink."""
+        """Names with an active-deployment symlink or a deployment directory."""
         try:
             entries = list(os.scandir(self.deployments))
         except FileNotFoundError:
             return []
-        return sorted(e.name for e in entries if e.is_symlink())
+        found = set()
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            match = _DEPLOYMENT_RE.match(e.name)
+            if e.is_symlink():
+                found.add(e.name)
+            elif match is not None and e.is_dir(follow_symlinks=False):
+                found.add(match["name"])
+        return sorted(found)
 
     def switch(self, name: str, index: int) -> None:
         """Point ``NAME`` at ``NAME.index`` atomically (the commit point)."""

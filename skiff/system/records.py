@@ -44,6 +44,10 @@ class SystemContainerRecord:
     installed: float = field(default_factory=time.time)
     """When the container was first installed."""
     updated: float = field(default_factory=time.time)
+    slots: dict[int, float] = field(default_factory=dict)
+    """The deployments this record knows (slot → its info's ``created``): the
+    active one and the one to roll back to. A slot directory that is not
+    here was built by an update that never switched to it."""
 
     @property
     def name(self) -> str:
@@ -59,6 +63,7 @@ class SystemContainerRecord:
             "installed_files": [f.to_json() for f in self.installed_files],
             "installed": self.installed,
             "updated": self.updated,
+            "slots": {str(k): v for k, v in self.slots.items()},
         }
 
     @classmethod
@@ -68,6 +73,7 @@ class SystemContainerRecord:
             installed_files=[InstalledFile.from_json(f) for f in data.get("installed_files", [])],
             installed=float(data.get("installed", 0.0)),
             updated=float(data.get("updated", 0.0)),
+            slots={int(k): float(v) for k, v in dict(data.get("slots") or {}).items()},
         )
 
 
