@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv ca-certificates \
 	busybox-static gnupg openssl \
 	crun runc conmon catatonit netavark aardvark-dns containernetworking-plugins \
 	golang-github-containers-common uidmap iproute2 iptables nftables \
-	systemd zstd pigz hyperfine
+	systemd zstd pigz hyperfine curl
 
 .PHONY: all deps apt venv test test-unit lint fmt demo clean
 
