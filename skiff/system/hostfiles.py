@@ -269,6 +269,9 @@ def remove_files(installed: Sequence[InstalledFile], notes: list[str]) -> None:
         current = _current_hash(item.path)
         if current is None:
             continue
+        if current == "":
+            notes.append(f"kept {item.path}: it is no longer a file")
+            continue
         if item.kind in ("file", "symlink") and current != item.sha256:
             notes.append(f"kept {item.path}: it was changed after it was installed")
             continue

@@ -45,7 +45,13 @@ from typing import TYPE_CHECKING
 
 from skiff.errors import ImageUnknown, SkiffError, SystemContainerError, UsageError
 from skiff.system.deploy import DeploymentInfo, DeployRequest, build_deployment
-from skiff.system.hostfiles import HostFile, conflicts, install_files, remove_files
+from skiff.system.hostfiles import (
+    HostFile,
+    InstalledFile,
+    conflicts,
+    install_files,
+    remove_files,
+)
 from skiff.system.layout import SystemPaths, fsync_dir, remove_tree
 from skiff.system.objects import ObjectStore
 from skiff.system.records import Records, SystemContainerRecord
@@ -248,6 +254,12 @@ def _check_conflicts(
     found = conflicts(files, owned)
     if not found:
         return []
+    directories = [p for p in found if os.path.isdir(p) and not os.path.islink(p)]
+    if directories:
+        raise SystemContainerError(
+            f"{name} would replace the directory {directories[0]} with a file",
+            "move the directory away; --force does not remove directories",
+        )
     owners = session.records.owners()
     others = [(p, owners[p]) for p in found if owners.get(p, name) != name]
     if others:
@@ -406,6 +418,8 @@ def install(ctx: SystemContext, image: str, options: InstallOptions | None = Non
     systemd_dir, tmpfiles_dir, host_root = _install_dirs(options.dirs)
     systemd = _systemd(options.systemd)
     with _open(ctx) as session:
+        if options.name is not None:
+            _refuse_installed(session, options.name)
         image_id, image_name = _acquire_image(session, image, options.pull, prefer_local=True)
         name = options.name or default_name(image_name, image)
         if options.name is None:
@@ -413,11 +427,7 @@ def install(ctx: SystemContext, image: str, options: InstallOptions | None = Non
         report = ChangeReport(name, 0, image, image_id)
         with session.paths.locked():
             recover(session, name, systemd, report)
-            if session.records.get(name) is not None:
-                raise SystemContainerError(
-                    f"system container {name!r} is already installed",
-                    "update it with 'skiff system-container update', or uninstall it first",
-                )
+            _refuse_installed(session, name)
             runtime = select_runtime(session.store.run_root)
             request = DeployRequest(
                 name=name,
@@ -449,6 +459,14 @@ def install(ctx: SystemContext, image: str, options: InstallOptions | None = Non
             _crash_point("switched")
             _activate(session, built.info, None, systemd, report, first=True)
     return _finish_report(report, systemd)
+
+
+def _refuse_installed(session: _Session, name: str) -> None:
+    if session.records.get(name) is not None:
+        raise SystemContainerError(
+            f"system container {name!r} is already installed",
+            "update it with 'skiff system-container update', or uninstall it first",
+        )
 
 
 def _check_rootfs(rootfs: Path | None) -> Path | None:
@@ -559,7 +577,13 @@ def rollback(ctx: SystemContext, name: str, options: ChangeOptions | None = None
 
 def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = None) -> ChangeReport:
     """Stop and remove the unit, tmpfiles and hostfs files, the deployments,
-    the record, and the objects nothing uses any more."""
+    the record, and the objects nothing uses any more.
+
+    Uninstall works even when the interrupted change before it cannot be
+    completed (a full disk, a unit directory made read-only): the files
+    the active deployment would have installed are removed too where they
+    hold exactly what skiff would have written.
+    """
     options = options or ChangeOptions()
     check_name(name)
     systemd = _systemd(options.systemd)
@@ -571,27 +595,39 @@ def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = Non
                 or session.paths.active_index(name) is not None
                 or bool(session.paths.existing_slots(name))
             )
-            recover(session, name, systemd, report)
+            try:
+                recover(session, name, systemd, report)
+            except SkiffError as exc:
+                report.notes.append(f"could not complete the interrupted change of {name}: {exc}")
             record = session.records.get(name)
-            if record is None:
+            active = _unrecorded_deployment(session, name, record)
+            if record is None and active is None:
                 if had_state:
                     return _finish_report(report, systemd)
                 raise SystemContainerError(
                     f"system container {name!r} is not installed",
                     "list them with 'skiff system-container list'",
                 )
-            _check_dirs(record.info, options.dirs)
-            report.image, report.image_id = record.info.image, record.info.image_id
-            systemd_dir = Path(record.info.systemd_dir)
-            for step in _stop_steps(record, systemd, systemd_dir):
+            info = record.info if record is not None else active
+            assert info is not None
+            _check_dirs(info, options.dirs)
+            report.image, report.image_id = info.image, info.image_id
+            systemd_dir = Path(info.systemd_dir)
+            for step in _stop_steps(info, systemd, systemd_dir):
                 try:
                     step()
                 except SystemContainerError as exc:
                     report.notes.append(str(exc))
-            remove_files(record.installed_files, report.notes)
-            report.actions.extend(
-                f"removed {f.path}" for f in record.installed_files if f.kind != "dir"
-            )
+            installed = list(record.installed_files) if record is not None else []
+            if active is not None:
+                known = {f.path for f in installed}
+                installed += [
+                    InstalledFile(f.target, f.kind, f.sha256)
+                    for f in active.files
+                    if f.target not in known
+                ]
+            remove_files(installed, report.notes)
+            report.actions.extend(f"removed {f.path}" for f in installed if f.kind != "dir")
             try:
                 systemd.daemon_reload(systemd_dir)
             except SystemContainerError as exc:
@@ -610,15 +646,29 @@ def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = Non
     return _finish_report(report, systemd)
 
 
+def _unrecorded_deployment(
+    session: _Session, name: str, record: SystemContainerRecord | None
+) -> DeploymentInfo | None:
+    """The active deployment when the record does not follow it (recovery failed)."""
+    index = session.paths.active_index(name)
+    if index is None or (record is not None and record.deployment == index):
+        return None
+    try:
+        return DeploymentInfo.read(session.paths.deployment(name, index))
+    except SystemContainerError as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def _stop_steps(
-    record: SystemContainerRecord, systemd: Systemd, systemd_dir: Path
+    info: DeploymentInfo, systemd: Systemd, systemd_dir: Path
 ) -> list[Callable[[], None]]:
     steps: list[Callable[[], None]] = []
-    if record.info.unit:
-        unit = Path(record.info.unit).name
+    if info.unit:
+        unit = Path(info.unit).name
         steps.append(lambda: systemd.disable_now(unit, systemd_dir))
-    if record.info.tmpfiles:
-        tmpfiles = Path(record.info.tmpfiles)
+    if info.tmpfiles:
+        tmpfiles = Path(info.tmpfiles)
         steps.append(lambda: systemd.tmpfiles_remove(tmpfiles))
     return steps
 
@@ -720,7 +770,10 @@ def _recover_if_free(session: _Session, names: list[str], notes: list[str]) -> N
         systemd = Systemd()
         for name in names:
             report = ChangeReport(name, None)
-            recover(session, name, systemd, report)
+            try:
+                recover(session, name, systemd, report)
+            except SkiffError as exc:
+                report.notes.append(f"could not complete the interrupted change of {name}: {exc}")
             notes.extend(report.notes)
             notes.extend(systemd.notes)
             systemd.notes.clear()

@@ -606,6 +606,14 @@ def test_hostfs_never_overwrites_a_host_file_unless_forced(host: Host, tmp_shm: 
     # a unit of the same name that is not ours is protected the same way
     host.units.mkdir(exist_ok=True)
     (host.units / "mine.service").write_text("[Service]\nExecStart=/bin/true\n")
+    # a directory in the way is refused before anything changes, --force or not
+    (host.hostroot / "etc/tool.conf.d").mkdir()
+    dirimage = build_busybox_layout(
+        tmp_shm / "dir", tag="d", extra_files={"exports/hostfs/etc/tool.conf.d": b"x"}
+    )
+    with pytest.raises(SystemContainerError, match="would replace the directory"):
+        host.install(dirimage.reference, "dirs", force=True)
+    assert_nothing_installed(host, "dirs")
     plain = web_image(tmp_shm / "plain", "plain", free_port())
     with pytest.raises(SystemContainerError, match=r"would overwrite .*/mine\.service, not"):
         host.install(plain.reference, "mine")
@@ -884,6 +892,33 @@ def test_uninstall_killed_is_finished_by_the_next_command(
     again = run_cli(host, "system-container", "uninstall", "tpl")
     assert again.returncode == 0, again.stderr
     assert snapshot(host) == before
+
+
+@needs_root_and_runc
+@pytest.mark.slow
+def test_uninstall_works_when_the_interrupted_change_cannot_be_completed(
+    host: Host, tmp_shm: Path
+) -> None:
+    layout = tmp_shm / "layout"
+    web_image(layout, "web", free_port(), page=b"old\n", files={"exports/hostfs/etc/w": b"w"})
+    host.install(f"oci:{layout}:web", "web")
+    web_image(layout, "web", free_port(), page=b"new\n", files={"exports/hostfs/etc/w2": b"2"})
+    killed = run_cli(host, "system-container", "update", "-q", "web", crash_at="switched")
+    assert killed.returncode == -signal.SIGKILL
+    # something now stands where the unit must go: completing the update fails
+    host.unit("web").unlink()
+    host.unit("web").mkdir()
+    listed = run_cli(host, "system-container", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert "could not complete the interrupted change of web" in listed.stderr
+    removed = run_cli(host, "system-container", "uninstall", "web")
+    assert removed.returncode == 0, removed.stderr
+    assert f"kept {host.unit('web')}: it is no longer a file" in removed.stderr
+    assert not (host.deployments / "web").is_symlink()
+    assert list(host.deployments.iterdir()) == []
+    assert ObjectStore(host.objects).count() == 0
+    assert not (host.hostroot / "etc/w").exists() and not (host.hostroot / "etc/w2").exists()
+    assert sc.list_system_containers(host.ctx) == []
 
 
 @needs_root_and_runc
