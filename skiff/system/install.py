@@ -139,7 +139,9 @@ class ChangeReport:
 # --- the session: store, paths, records ------------------------------------------------------
 
 
-class _Session:
+class Session:
+    """One command's store, system-container paths, objects and records."""
+
     def __init__(self, ctx: SystemContext) -> None:
         from skiff.storage.store import Store
 
@@ -153,18 +155,18 @@ class _Session:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> _Session:
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _open(ctx: SystemContext) -> _Session:
-    return _Session(ctx)
+def open_session(ctx: SystemContext) -> Session:
+    return Session(ctx)
 
 
-def _require(session: _Session, name: str) -> SystemContainerRecord:
+def require_record(session: Session, name: str) -> SystemContainerRecord:
     record = session.records.get(name)
     if record is None:
         raise SystemContainerError(
@@ -178,7 +180,7 @@ def _require(session: _Session, name: str) -> SystemContainerRecord:
 
 
 def _acquire_image(
-    session: _Session, text: str, pull: PullOptions | None, *, prefer_local: bool
+    session: Session, text: str, pull: PullOptions | None, *, prefer_local: bool
 ) -> tuple[str, str]:
     """(image ID, stored name) of ``text``: a local image when ``prefer_local``
     and the store has it, else pulled (a name under localhost/ is never
@@ -232,7 +234,7 @@ def _install_dirs(dirs: HostDirs) -> tuple[Path, Path, Path]:
     )
 
 
-def _check_dirs(info: DeploymentInfo, dirs: HostDirs) -> None:
+def check_dirs(info: DeploymentInfo, dirs: HostDirs) -> None:
     """A directory given to update/rollback/uninstall must be the recorded one."""
     for given, recorded, flag in (
         (dirs.systemd_dir, info.systemd_dir, "--systemd-dir"),
@@ -247,7 +249,7 @@ def _check_dirs(info: DeploymentInfo, dirs: HostDirs) -> None:
 
 
 def _check_conflicts(
-    session: _Session, name: str, files: list[HostFile], owned: list[str], force: bool
+    session: Session, name: str, files: list[HostFile], owned: list[str], force: bool
 ) -> list[str]:
     """Refuse to overwrite host files that are not ``name``'s (``--force``
     overrides, except for files another system container owns)."""
@@ -279,7 +281,7 @@ def _check_conflicts(
 # --- recovery -------------------------------------------------------------------------------
 
 
-def recover(session: _Session, name: str, systemd: Systemd, report: ChangeReport) -> None:
+def recover(session: Session, name: str, systemd: Systemd, report: ChangeReport) -> None:
     """Make the record and the host follow the symlink of ``name`` (under the lock)."""
     for stale in session.paths.stale_entries():
         remove_tree(stale)
@@ -306,7 +308,7 @@ def recover(session: _Session, name: str, systemd: Systemd, report: ChangeReport
 
 
 def _prune_unknown_slots(
-    session: _Session, record: SystemContainerRecord, report: ChangeReport
+    session: Session, record: SystemContainerRecord, report: ChangeReport
 ) -> None:
     """Remove an inactive deployment the record does not know: an update
     built it and was killed before switching to it."""
@@ -325,7 +327,7 @@ def _prune_unknown_slots(
 
 
 def _finish_uninstall(
-    session: _Session, record: SystemContainerRecord, report: ChangeReport
+    session: Session, record: SystemContainerRecord, report: ChangeReport
 ) -> None:
     remove_files(record.installed_files, report.notes)
     for slot in session.paths.existing_slots(record.name):
@@ -338,7 +340,7 @@ def _finish_uninstall(
 
 
 def _activate(
-    session: _Session,
+    session: Session,
     info: DeploymentInfo,
     previous: SystemContainerRecord | None,
     systemd: Systemd,
@@ -384,7 +386,7 @@ def _activate(
     _crash_point("record")
 
 
-def _place(session: _Session, staging: Path, name: str, index: int) -> None:
+def _place(session: Session, staging: Path, name: str, index: int) -> None:
     """Rename a complete staging directory to ``NAME.index`` (the slot is inactive)."""
     target = session.paths.deployment(name, index)
     if target.exists():
@@ -417,7 +419,7 @@ def install(ctx: SystemContext, image: str, options: InstallOptions | None = Non
     rootfs = _check_rootfs(options.rootfs)
     systemd_dir, tmpfiles_dir, host_root = _install_dirs(options.dirs)
     systemd = _systemd(options.systemd)
-    with _open(ctx) as session:
+    with open_session(ctx) as session:
         if options.name is not None:
             _refuse_installed(session, options.name)
         image_id, image_name = _acquire_image(session, image, options.pull, prefer_local=True)
@@ -461,7 +463,7 @@ def install(ctx: SystemContext, image: str, options: InstallOptions | None = Non
     return _finish_report(report, systemd)
 
 
-def _refuse_installed(session: _Session, name: str) -> None:
+def _refuse_installed(session: Session, name: str) -> None:
     if session.records.get(name) is not None:
         raise SystemContainerError(
             f"system container {name!r} is already installed",
@@ -488,15 +490,15 @@ def update(ctx: SystemContext, name: str, options: UpdateOptions | None = None) 
     options = options or UpdateOptions()
     check_name(name)
     systemd = _systemd(options.systemd)
-    with _open(ctx) as session:
-        current = _require(session, name)
-        _check_dirs(current.info, options.dirs)
+    with open_session(ctx) as session:
+        current = require_record(session, name)
+        check_dirs(current.info, options.dirs)
         text = options.rebase or current.info.image
         image_id, image_name = _acquire_image(session, text, options.pull, prefer_local=False)
         report = ChangeReport(name, current.deployment, text, image_id)
         with session.paths.locked():
             recover(session, name, systemd, report)
-            record = _require(session, name)
+            record = require_record(session, name)
             active = record.deployment
             if image_id == record.info.image_id and text == record.info.image:
                 report.changed = False
@@ -546,12 +548,12 @@ def rollback(ctx: SystemContext, name: str, options: ChangeOptions | None = None
     options = options or ChangeOptions()
     check_name(name)
     systemd = _systemd(options.systemd)
-    with _open(ctx) as session:
+    with open_session(ctx) as session:
         report = ChangeReport(name, None)
         with session.paths.locked():
             recover(session, name, systemd, report)
-            record = _require(session, name)
-            _check_dirs(record.info, options.dirs)
+            record = require_record(session, name)
+            check_dirs(record.info, options.dirs)
             other = 1 - record.deployment
             directory = session.paths.deployment(name, other)
             if not directory.is_dir() or other not in record.slots:
@@ -587,7 +589,7 @@ def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = Non
     options = options or ChangeOptions()
     check_name(name)
     systemd = _systemd(options.systemd)
-    with _open(ctx) as session:
+    with open_session(ctx) as session:
         report = ChangeReport(name, None)
         with session.paths.locked():
             had_state = (
@@ -610,7 +612,7 @@ def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = Non
                 )
             info = record.info if record is not None else active
             assert info is not None
-            _check_dirs(info, options.dirs)
+            check_dirs(info, options.dirs)
             report.image, report.image_id = info.image, info.image_id
             systemd_dir = Path(info.systemd_dir)
             for step in _stop_steps(info, systemd, systemd_dir):
@@ -647,7 +649,7 @@ def uninstall(ctx: SystemContext, name: str, options: ChangeOptions | None = Non
 
 
 def _unrecorded_deployment(
-    session: _Session, name: str, record: SystemContainerRecord | None
+    session: Session, name: str, record: SystemContainerRecord | None
 ) -> DeploymentInfo | None:
     """The active deployment when the record does not follow it (recovery failed)."""
     index = session.paths.active_index(name)
@@ -671,142 +673,3 @@ def _stop_steps(
         tmpfiles = Path(info.tmpfiles)
         steps.append(lambda: systemd.tmpfiles_remove(tmpfiles))
     return steps
-
-
-# --- list and inspect ---------------------------------------------------------------------------
-
-
-@dataclass
-class DeploymentView:
-    Index: int
-    Active: bool
-    Image: str
-    ImageID: str
-    Directory: str
-    Created: str
-
-
-@dataclass
-class SystemContainerView:
-    """What ``list --format json`` and ``inspect`` show (podman-style field names)."""
-
-    Name: str
-    Image: str
-    ImageName: str
-    ImageID: str
-    Deployment: int
-    Directory: str
-    Rootfs: str
-    Unit: str
-    Tmpfiles: str
-    Values: dict[str, str]
-    UUID: str
-    Runtime: str
-    NoContainerService: bool
-    Templates: list[str]
-    InstalledFiles: list[str]
-    Deployments: list[DeploymentView]
-    Installed: str
-    Updated: str
-
-
-def _timestamp(seconds: float) -> str:
-    """RFC 3339 in local time, as podman's inspect prints times."""
-    from datetime import datetime
-
-    return datetime.fromtimestamp(seconds).astimezone().isoformat()
-
-
-def _view(session: _Session, record: SystemContainerRecord) -> SystemContainerView:
-    info = record.info
-    deployments = []
-    for slot in session.paths.existing_slots(info.name):
-        if slot != info.index and slot not in record.slots:
-            continue  # an interrupted update's, removed by the next change
-        directory = session.paths.deployment(info.name, slot)
-        try:
-            other = info if slot == info.index else DeploymentInfo.read(directory)
-        except SkiffError as exc:
-            log.warning("%s", exc)
-            continue
-        deployments.append(
-            DeploymentView(
-                slot,
-                slot == info.index,
-                other.image,
-                other.image_id,
-                str(directory),
-                _timestamp(other.created),
-            )
-        )
-    return SystemContainerView(
-        Name=info.name,
-        Image=info.image,
-        ImageName=info.image_name,
-        ImageID=info.image_id,
-        Deployment=info.index,
-        Directory=str(session.paths.deployment(info.name, info.index)),
-        Rootfs=info.rootfs,
-        Unit=info.unit,
-        Tmpfiles=info.tmpfiles,
-        Values=dict(info.values),
-        UUID=info.uuid,
-        Runtime=info.runtime,
-        NoContainerService=info.no_container_service,
-        Templates=list(info.templates),
-        InstalledFiles=[f.path for f in record.installed_files if f.kind != "dir"],
-        Deployments=deployments,
-        Installed=_timestamp(record.installed),
-        Updated=_timestamp(record.updated),
-    )
-
-
-def _recover_if_free(session: _Session, names: list[str], notes: list[str]) -> None:
-    """Bring records in line with the symlinks when no other command is busy
-    (listing never waits for an install to finish)."""
-    with session.paths.locked(wait=False) as held:
-        if not held:
-            return
-        systemd = Systemd()
-        for name in names:
-            report = ChangeReport(name, None)
-            try:
-                recover(session, name, systemd, report)
-            except SkiffError as exc:
-                report.notes.append(f"could not complete the interrupted change of {name}: {exc}")
-            notes.extend(report.notes)
-            notes.extend(systemd.notes)
-            systemd.notes.clear()
-
-
-def _installed_with(info: DeploymentInfo, dirs: HostDirs) -> bool:
-    try:
-        _check_dirs(info, dirs)
-    except UsageError:
-        return False
-    return True
-
-
-def list_system_containers(
-    ctx: SystemContext, notes: list[str] | None = None, dirs: HostDirs | None = None
-) -> list[SystemContainerView]:
-    """Every system container (those installed with ``dirs``, when given)."""
-    dirs = dirs or HostDirs()
-    with _open(ctx) as session:
-        names = sorted({r.name for r in session.records.all()} | set(session.paths.names()))
-        _recover_if_free(session, names, notes if notes is not None else [])
-        return [_view(session, r) for r in session.records.all() if _installed_with(r.info, dirs)]
-
-
-def inspect_system_container(
-    ctx: SystemContext,
-    name: str,
-    notes: list[str] | None = None,
-    dirs: HostDirs | None = None,
-) -> SystemContainerView:
-    check_name(name)
-    with _open(ctx) as session:
-        _recover_if_free(session, [name], notes if notes is not None else [])
-        record = _require(session, name)
-        _check_dirs(record.info, dirs or HostDirs())
-        return _view(session, record)

@@ -41,6 +41,7 @@ import pytest
 from skiff.config import SystemContext
 from skiff.errors import SystemContainerError, UsageError
 from skiff.system import install as sc
+from skiff.system import query
 from skiff.system.install import ChangeOptions, HostDirs, InstallOptions, UpdateOptions
 from skiff.system.objects import ObjectStore
 from skiff.system.templates import TemplateError, parse_set_values, substitute
@@ -317,7 +318,7 @@ def test_default_unit_runs_the_container_and_stops_it(host: Host, tmp_shm: Path)
     assert "rlimits" not in config["process"]
     serve_and_stop(host, unit, port, "v1\n")
     # the pid file went where $PIDFILE says
-    info = sc.inspect_system_container(host.ctx, "web")
+    info = query.inspect_system_container(host.ctx, "web")
     assert info.Unit == str(unit) and info.Deployment == 0
     assert info.Rootfs == str(deployment / "rootfs")
 
@@ -510,7 +511,7 @@ def test_templates_with_every_variable(host: Host, tmp_shm: Path) -> None:
     report = host.install(
         image.reference, "tpl", values={"PORT": str(port), "STATE_DIRECTORY": str(host.base)}
     )
-    view = sc.inspect_system_container(host.ctx, "tpl")
+    view = query.inspect_system_container(host.ctx, "tpl")
     deployment = host.deployments / "tpl.0"
     assert sorted(view.Templates) == ["config", "hostfs", "service", "tmpfiles"]
     config = json.loads((deployment / "config.json").read_text())
@@ -636,7 +637,7 @@ def test_no_container_service_installs_only_files(host: Host, tmp_shm: Path) -> 
         },
     )
     host.install(image.reference, "files")
-    view = sc.inspect_system_container(host.ctx, "files")
+    view = query.inspect_system_container(host.ctx, "files")
     assert view.NoContainerService and view.Unit == ""
     assert not host.unit("files").exists()
     assert not (host.deployments / "files.0" / "config.json").exists()
@@ -661,7 +662,7 @@ def test_rootfs_option_runs_on_a_host_directory(host: Host, tmp_shm: Path) -> No
     host.install(image.reference, "ext", rootfs=external)
     config = json.loads((host.deployments / "ext.0/config.json").read_text())
     assert config["root"] == {"path": str(external), "readonly": True}
-    assert sc.inspect_system_container(host.ctx, "ext").Rootfs == str(external)
+    assert query.inspect_system_container(host.ctx, "ext").Rootfs == str(external)
     serve_and_stop(host, host.unit("ext"), port, "external\n")
 
 
@@ -689,7 +690,7 @@ def assert_nothing_installed(host: Host, name: str) -> None:
     assert not (host.deployments / name).is_symlink()
     assert not glob.glob(str(host.deployments / f"{name}.*"))
     assert not glob.glob(str(host.deployments / ".staging-*"))
-    assert all(v.Name != name for v in sc.list_system_containers(host.ctx))
+    assert all(v.Name != name for v in query.list_system_containers(host.ctx))
     assert not host.unit(name).exists()
 
 
@@ -723,7 +724,7 @@ def test_update_rollback_uninstall_leaves_nothing_behind(host: Host, tmp_shm: Pa
     assert os.readlink(host.deployments / "app") == "app.0"
     assert str(host.deployments / "app.0") in host.unit("app").read_text()
     serve_and_stop(host, host.unit("app"), port, "one\n")
-    view = sc.inspect_system_container(host.ctx, "app")
+    view = query.inspect_system_container(host.ctx, "app")
     assert [(d.Index, d.Active) for d in view.Deployments] == [(0, True), (1, False)]
 
     # updating again replaces the inactive deployment
@@ -733,7 +734,7 @@ def test_update_rollback_uninstall_leaves_nothing_behind(host: Host, tmp_shm: Pa
 
     sc.uninstall(host.ctx, "app", ChangeOptions())
     assert snapshot(host) == before
-    assert sc.list_system_containers(host.ctx) == []
+    assert query.list_system_containers(host.ctx) == []
     with pytest.raises(SystemContainerError, match="not installed"):
         sc.uninstall(host.ctx, "app", ChangeOptions())
 
@@ -744,9 +745,9 @@ def test_rebase_switches_image_and_keeps_values(host: Host, tmp_shm: Path) -> No
     templated_image(tmp_shm / "one", "one", port_default="1", page=b"one\n")
     templated_image(tmp_shm / "two", "two", port_default="1", page=b"two\n")
     host.install(f"oci:{tmp_shm / 'one'}:one", "app", values={"PORT": str(port)})
-    first = sc.inspect_system_container(host.ctx, "app")
+    first = query.inspect_system_container(host.ctx, "app")
     sc.update(host.ctx, "app", UpdateOptions(rebase=f"oci:{tmp_shm / 'two'}:two"))
-    view = sc.inspect_system_container(host.ctx, "app")
+    view = query.inspect_system_container(host.ctx, "app")
     assert view.Image == f"oci:{tmp_shm / 'two'}:two"
     assert view.Values["PORT"] == str(port)
     assert view.UUID == first.UUID
@@ -779,7 +780,7 @@ def run_cli(
 
 def assert_consistent(host: Host, name: str, port: int, expect: str) -> None:
     """After a command (recovery) the record, the symlink and the unit agree, and it serves."""
-    view = sc.inspect_system_container(host.ctx, name)
+    view = query.inspect_system_container(host.ctx, name)
     assert os.readlink(host.deployments / name) == f"{name}.{view.Deployment}"
     assert f"{name}.{view.Deployment}" in host.unit(name).read_text()
     serve_and_stop(host, host.unit(name), port, expect)
@@ -820,7 +821,7 @@ def test_update_killed_at_each_step_leaves_a_working_service(
     assert_consistent(host, "web", port, active)
     if point == "deployed":  # the slot the killed update built was never active: gone
         assert not (host.deployments / "web.1").exists()
-        assert [d.Index for d in sc.inspect_system_container(host.ctx, "web").Deployments] == [0]
+        assert [d.Index for d in query.inspect_system_container(host.ctx, "web").Deployments] == [0]
     # and the container can still be updated, rolled back and removed cleanly
     if point == "deployed":
         assert run_cli(host, "system-container", "update", "-q", "web").returncode == 0
@@ -918,7 +919,7 @@ def test_uninstall_works_when_the_interrupted_change_cannot_be_completed(
     assert list(host.deployments.iterdir()) == []
     assert ObjectStore(host.objects).count() == 0
     assert not (host.hostroot / "etc/w").exists() and not (host.hostroot / "etc/w2").exists()
-    assert sc.list_system_containers(host.ctx) == []
+    assert query.list_system_containers(host.ctx) == []
 
 
 @needs_root_and_runc

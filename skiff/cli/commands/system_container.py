@@ -212,7 +212,7 @@ def _notes(notes: list[str]) -> None:
 def _run_list(args: argparse.Namespace) -> int:
     from skiff.cli.context import system_context
     from skiff.cli.output import format_items, is_json, short_id
-    from skiff.system.install import list_system_containers
+    from skiff.system.query import list_system_containers
 
     notes: list[str] = []
     views = list_system_containers(system_context(args), notes, _dirs(args))
@@ -241,7 +241,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     from skiff.cli.context import system_context
     from skiff.cli.output import format_items
     from skiff.errors import UsageError
-    from skiff.system.install import inspect_system_container
+    from skiff.system.query import inspect_system_container
 
     notes: list[str] = []
     ctx = system_context(args)
