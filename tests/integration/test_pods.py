@@ -151,10 +151,10 @@ def test_a_container_joining_a_running_pod_shares_its_namespaces(env: PodEnv) ->
 
 def test_members_share_dev_shm(env: PodEnv) -> None:
     env.skiff("pod", "create", "--name", "shm", "--network", "none")
-    env.run_detached("--pod", "shm", "--name", "a", env.image, "busybox", "sleep", "1000")
-    env.run_detached("--pod", "shm", "--name", "b", env.image, "busybox", "sleep", "1000")
-    env.skiff("exec", "a", "sh", "-c", "echo shared > /dev/shm/token")
-    assert env.skiff("exec", "b", "cat", "/dev/shm/token").stdout == "shared\n"
+    env.run_detached("--pod", "shm", "--name", "writer", env.image, "busybox", "sleep", "1000")
+    env.run_detached("--pod", "shm", "--name", "reader", env.image, "busybox", "sleep", "1000")
+    env.skiff("exec", "writer", "sh", "-c", "echo shared > /dev/shm/token")
+    assert env.skiff("exec", "reader", "cat", "/dev/shm/token").stdout == "shared\n"
     remove_and_check(env, "shm")
 
 

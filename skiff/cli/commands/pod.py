@@ -161,7 +161,6 @@ def _create_options(args: argparse.Namespace) -> Any:
 
 def _create(args: argparse.Namespace) -> int:
     from skiff.runtime.pods.create import create_pod
-    from skiff.runtime.pods.lifecycle import remove_pod
 
     options = _create_options(args)
     rt = _open(args)
@@ -173,6 +172,8 @@ def _create(args: argparse.Namespace) -> int:
         if args.replace and options.name:
             existing = _records(rt).find(options.name)
             if existing is not None:
+                from skiff.runtime.pods.lifecycle import remove_pod
+
                 remove_pod(rt, existing, force=True)
         pod = create_pod(rt, options)
         if args.pod_id_file:

@@ -35,7 +35,6 @@ from skiff.runtime.create import CreateOptions, create_container
 from skiff.runtime.engine import Runtime
 from skiff.runtime.names import random_name
 from skiff.runtime.pods import cgroup as pod_cgroups
-from skiff.runtime.pods.infra import pause_image
 from skiff.runtime.pods.model import (
     DEFAULT_SHARE,
     EXIT_POLICIES,
@@ -213,6 +212,8 @@ def _infra_image(rt: Runtime, config: PodConfig) -> tuple[object, str]:
                 f"{config.infra_image}: image not known", "pull the infra image first"
             )
         return found, config.infra_image
+    from skiff.runtime.pods.infra import pause_image  # tarfile: only when a pod is made
+
     image = pause_image(rt)
     return image, image.names[0] if image.names else image.id
 

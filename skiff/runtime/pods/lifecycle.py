@@ -105,6 +105,33 @@ def _each(
             report.errors[c.id] = str(exc)
 
 
+def _each_at_once(
+    report: PodActionReport, containers: list[Container], step: Callable[[Container], object]
+) -> None:
+    """``step`` for every container in threads of its own.
+
+    For the steps that mostly wait (a stop timeout, runc, unmounting): each
+    takes its own container's lock and database connection, so they do not
+    share state; the pod's lock, held by the caller, covers them all.
+    """
+    if len(containers) < 2:
+        _each(report, containers, step)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(c: Container) -> tuple[str, str | None]:
+        try:
+            step(c)
+        except SkiffError as exc:
+            return c.id, str(exc)
+        return c.id, None
+
+    with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+        for container_id, error in pool.map(run, containers):
+            if error is not None:
+                report.errors[container_id] = error
+
+
 # --- hooks of the container lifecycle ----------------------------------------------------
 
 
@@ -194,8 +221,9 @@ def stop_pod(rt: Runtime, pod: Pod, timeout: int | None = None) -> PodActionRepo
 def _stop_locked(rt: Runtime, pod: Pod, timeout: int | None) -> PodActionReport:
     report = PodActionReport(pod)
     containers = containers_of(rt, pod)
-    members = [c for c in _members(containers) if c.state.status in ACTIVE]
-    _stop_all(rt, report, members, timeout)
+    # every member, exited ones too: one between two runs of a restart policy
+    # must not be restarted by its cleanup once the pod is stopping
+    _stop_all(rt, report, _members(containers), timeout)
     infra = _infra(containers)
     if infra is not None and infra.state.status in ACTIVE:
         _stop_all(rt, report, [infra], timeout)
@@ -207,20 +235,26 @@ def _stop_locked(rt: Runtime, pod: Pod, timeout: int | None) -> PodActionReport:
 def _stop_all(
     rt: Runtime, report: PodActionReport, containers: list[Container], timeout: int | None
 ) -> None:
-    """Signal all first, then wait for each: the stop timeouts run side by side."""
+    """Signal all first, then wait for each: the stop timeouts run side by side.
+
+    Each is marked stopped by the user first (under its lock), so that no
+    restart policy brings it back while the pod stops.
+    """
     for c in containers:
         wait = c.config.stop_timeout if timeout is None else timeout
         sig = c.config.stop_signal if wait > 0 else signals.SIGKILL
         with rt.lock(c.id), contextlib.suppress(SkiffError):
             current = lifecycle.sync(rt, c)
+            if current.state.status == Status.REMOVING:
+                continue
+            current.state.stopped_by_user = True
+            rt.records.save_state(current)
             if current.state.status in (Status.RUNNING, Status.PAUSED):
-                current.state.stopped_by_user = True
-                rt.records.save_state(current)
                 runtime = rt.oci(current.config.runtime)
                 if current.state.status == Status.PAUSED:
                     runtime.resume(current.id)
                 runtime.kill(current.id, sig)
-    _each(report, containers, lambda c: lifecycle.stop(rt, c, timeout))
+    _each_at_once(report, containers, lambda c: lifecycle.stop(rt, c, timeout))
 
 
 def restart_pod(rt: Runtime, pod: Pod, timeout: int | None = None) -> PodActionReport:
@@ -295,16 +329,24 @@ def remove_pod(rt: Runtime, pod: Pod, *, force: bool = False, timeout: int | Non
         if busy:
             report = _stop_locked(rt, pod, timeout)
             report.raise_errors("stopping")
-        errors: list[str] = []
-        for c in [*_members(containers), *[c for c in containers if c.config.infra]]:
-            try:
-                current = rt.records.find(c.id)
-                if current is not None:
-                    lifecycle.remove(rt, current, force=True, volumes=True, timeout=timeout)
-            except SkiffError as exc:
-                errors.append(f"removing container {c.id} from pod {pod.id}: {exc}")
-        if errors:
-            raise ContainerError("; ".join(errors), "retry 'skiff pod rm -f'")
+        removed = PodActionReport(pod)
+
+        def remove(c: Container) -> None:
+            current = rt.records.find(c.id)
+            if current is not None:
+                lifecycle.remove(rt, current, force=True, volumes=True, timeout=timeout)
+
+        _each_at_once(removed, _members(containers), remove)
+        if not removed.errors:
+            _each(removed, [c for c in containers if c.config.infra], remove)
+        if removed.errors:
+            raise ContainerError(
+                "; ".join(
+                    f"removing container {cid} from pod {pod.id}: {message}"
+                    for cid, message in removed.errors.items()
+                ),
+                "retry 'skiff pod rm -f'",
+            )
         _remove_pod_volumes(rt, pod)
         unmount_pod_shm(rt, pod)
         if not pod_cgroups.remove_pod_cgroup(pod.config.cgroup_path):

@@ -1,0 +1,205 @@
+"""A pod's life with skiff beside podman's (bench/pod).
+
+    bench/pod [--runs N] [--warmup N] [--case NAME ...] [--json DIR]
+
+One run of a case is four commands, as a user types them:
+
+    TOOL pod create --name benchpod [--network none]
+    TOOL run -d --pod benchpod IMAGE busybox sleep 1000     (starts the infra too)
+    TOOL run -d --pod benchpod IMAGE busybox sleep 1000
+    TOOL pod rm -f -t 0 benchpod
+
+Cases: ``pod`` (the pod on the default bridge network: netavark sets up and
+tears down the pod's namespace) and ``pod-nonet`` (``--network none``).
+Each case is one hyperfine call with both tools (all of podman's runs,
+then all of skiff's); ``--prepare`` removes a pod left by an interrupted
+run. The table shows median wall times, skiff/podman against the goal
+(≤ 0.8) and CPU time.
+
+The image is skiff's busybox test image (skiff.testing.busybox), written
+as an OCI layout and copied into both stores, so no registry is needed.
+Both stores live on the benchfs mount (/var/lib/containers/skiff-bench,
+a journaled ext4; ``/work/shared/bench/benchfs up``) in a directory of
+this benchmark: podman runs with the anchors' containers.conf (runc,
+cgroupfs, safe rlimits) and a storage.conf of its own (overlay). skiff's
+modules are byte-compiled first, as a pip install does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SKIFF = Path(sys.executable).parent / "skiff"
+SHARED = Path("/work/shared/bench")
+BENCH_ROOT = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench"))
+WORK = BENCH_ROOT / "skiff-pod-bench"
+RUN_ROOT = Path("/run/skiff-pod-bench")
+IMAGE = "localhost/podbench/busybox:latest"
+POD = "benchpod"
+GOAL = 0.8
+
+
+@dataclass
+class Case:
+    name: str
+    network: str
+    runs: int
+
+
+def die(message: str) -> None:
+    print(f"bench/pod: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def skiff_prefix() -> str:
+    return (
+        f"{SKIFF} --root {WORK / 'skiff'} --runroot {RUN_ROOT / 'skiff'} --storage-driver overlay"
+    )
+
+
+def podman_env() -> dict[str, str]:
+    sys.path.insert(0, str(SHARED))
+    import benchlib  # type: ignore[import-not-found]
+
+    conf = WORK / "containers.conf"
+    conf.write_text(
+        benchlib.containers_conf_text().replace(
+            f'tmp_dir = "{benchlib.RUN_ROOT}/libpod"', f'tmp_dir = "{RUN_ROOT}/libpod"'
+        )
+    )
+    storage = WORK / "storage.conf"
+    storage.write_text(
+        "[storage]\n"
+        'driver = "overlay"\n'
+        f'graphroot = "{WORK / "podman"}"\n'
+        f'runroot = "{RUN_ROOT / "podman"}"\n'
+    )
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = str(conf)
+    env["CONTAINERS_STORAGE_CONF"] = str(storage)
+    env.setdefault("TMPDIR", "/var/tmp")
+    return env
+
+
+def check_environment() -> None:
+    for tool in ("hyperfine", "podman", "skopeo", "catatonit"):
+        if shutil.which(tool) is None:
+            die(f"{tool} not found (see /work/shared/bench/README.md)")
+    if not os.path.ismount(BENCH_ROOT):
+        print(
+            f"bench/pod: warning: {BENCH_ROOT} is not the benchfs mount "
+            f"({SHARED}/benchfs up); disk timings will differ from the anchors'",
+            file=sys.stderr,
+        )
+    WORK.mkdir(parents=True, exist_ok=True)
+
+
+def compile_skiff() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def load_images(env: dict[str, str]) -> None:
+    """The busybox test image in both stores (and each tool's pause image, built once)."""
+    sys.path.insert(0, str(REPO))
+    from skiff.testing.busybox import build_busybox_layout
+
+    layout = build_busybox_layout(WORK / "layout")
+    for argv in (
+        ["skopeo", "copy", "-q", layout.reference,
+         f"containers-storage:[overlay@{WORK / 'podman'}+{RUN_ROOT / 'podman'}]{IMAGE}"],
+        [*skiff_prefix().split(), "image", "copy", "-q", layout.reference,
+         f"containers-storage:[overlay@{WORK / 'skiff'}+{RUN_ROOT / 'skiff'}]{IMAGE}"],
+    ):  # fmt: skip
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    # one pod each first: podman and skiff both build their pause image on first use
+    for tool in ("podman", skiff_prefix()):
+        subprocess.run(
+            f"{tool} pod create --name warm >/dev/null && {tool} pod rm -f warm >/dev/null",
+            shell=True,
+            env=env,
+            check=True,
+        )
+
+
+def script(tool: str, network: str) -> str:
+    net = f" --network {network}" if network else ""
+    return (
+        f"{tool} pod create --name {POD}{net} >/dev/null"
+        f" && {tool} run -d --pod {POD} {IMAGE} busybox sleep 1000 >/dev/null"
+        f" && {tool} run -d --pod {POD} {IMAGE} busybox sleep 1000 >/dev/null"
+        f" && {tool} pod rm -f -t 0 {POD} >/dev/null"
+    )
+
+
+def run_case(case: Case, warmup: int, env: dict[str, str], out_dir: Path) -> dict[str, float]:
+    skiff = skiff_prefix()
+    export = out_dir / f"{case.name}.json"
+    argv = [
+        "hyperfine", "--style", "basic", "--warmup", str(warmup), "--runs", str(case.runs),
+        "--export-json", str(export),
+        "-n", "podman", "--prepare", f"podman pod rm -f -t 0 {POD} >/dev/null 2>&1; true",
+        script("podman", case.network),
+        "-n", "skiff", "--prepare", f"{skiff} pod rm -f -t 0 {POD} >/dev/null 2>&1; true",
+        script(skiff, case.network),
+    ]  # fmt: skip
+    subprocess.run(argv, env=env, check=True)
+    results = json.loads(export.read_text())["results"]
+    return {r["command"]: r["median"] for r in results} | {
+        f"{r['command']}-cpu": r["user"] + r["system"] for r in results
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--case", action="append", choices=("pod", "pod-nonet"))
+    parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
+    args = parser.parse_args()
+    check_environment()
+    compile_skiff()
+    env = podman_env()
+    load_images(env)
+    chosen = args.case or ["pod", "pod-nonet"]
+    cases = [
+        Case(name, "" if name == "pod" else "none", args.runs)
+        for name in ("pod", "pod-nonet")
+        if name in chosen
+    ]
+    out_dir = args.json or Path(tempfile.mkdtemp(prefix="pod-bench-", dir=WORK))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for case in cases:
+        medians = run_case(case, args.warmup, env, out_dir)
+        ratio = medians["skiff"] / medians["podman"]
+        rows.append(
+            f"| {case.name} | {medians['podman'] * 1000:.0f} ms | {medians['skiff'] * 1000:.0f} ms "
+            f"| {ratio:.2f} | ≤ {GOAL} {'✓' if ratio <= GOAL else '✗'} "
+            f"| {medians['podman-cpu'] * 1000:.0f} / {medians['skiff-cpu'] * 1000:.0f} ms |"
+        )
+    print()
+    print(
+        "| case | podman (median) | skiff (median) | skiff/podman | goal | CPU podman / skiff (mean) |"
+    )
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
