@@ -5,6 +5,12 @@ while conmon's exit command runs ``cleanup``); each lifecycle step holds the
 container's lock for its read-modify-write. Locks are re-entrant within a
 process (a step may call another step), and live in the run root because
 they mean nothing after a reboot.
+
+Re-entrancy is per thread: another thread of the same process (the CRI
+server serves every RPC in a thread of its own) opens the lock file again
+and waits on its own flock, as another process would — flock locks belong
+to an open file description, so two of them in one process exclude each
+other.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-_held: dict[str, tuple[int, int]] = {}
+_held: dict[tuple[int, str], tuple[int, int]] = {}
 _guard = threading.Lock()
 
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    key = str(path)
+    key = (threading.get_ident(), str(path))
     with _guard:
         held = _held.get(key)
         if held is not None:

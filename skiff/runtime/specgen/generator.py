@@ -194,6 +194,9 @@ class SecurityOptions:
     no_new_privileges: bool = False
     mask: list[str] = field(default_factory=list)
     unmask: list[str] = field(default_factory=list)
+    readonly: list[str] = field(default_factory=list)
+    """Paths mounted read-only in addition to the defaults (the CRI's
+    ``readonly_paths``; with ``unmask=["ALL"]`` they replace them)."""
     label_disable: bool = False
     """``label=disable``: accepted; there is no SELinux labelling to disable."""
 

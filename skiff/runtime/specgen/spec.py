@@ -249,6 +249,7 @@ def masked_and_readonly(sec: SecurityOptions) -> tuple[list[str], list[str]]:
         masked = [p for p in masked if not fnmatch.fnmatchcase(p, pattern)]
         readonly = [p for p in readonly if not fnmatch.fnmatchcase(p, pattern)]
     masked.extend(p for p in dict.fromkeys(sec.mask) if p not in masked)
+    readonly.extend(p for p in dict.fromkeys(sec.readonly) if p not in readonly)
     return masked, readonly
 
 
