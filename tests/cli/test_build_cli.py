@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,6 +194,26 @@ def test_missing_build_argument_warns(env: ContainerEnv) -> None:
         'Try adding "--build-arg NEEDED=<VALUE>" to the command line'
     ) in result.stderr
     assert "[]" in result.stdout.splitlines()
+
+
+def test_base_image_pulls_go_through_the_trust_policy(
+    env: ContainerEnv, registry: Any, unique_repo: str
+) -> None:
+    image = f"{registry.host}/{unique_repo}:base"
+    env.skiff("push", "-q", "--tls-verify=false", "localhost/busybox:latest", image)
+    ctx = _context(env, f"FROM {image}\nRUN true\n")
+    reject = env.base / "reject.json"
+    reject.write_text('{"default": [{"type": "reject"}]}')
+    refused = env.skiff("--policy", reject, "build", "--tls-verify=false", ctx, expect=125)
+    last = refused.stderr.splitlines()[-1]  # after podman's "Trying to pull ..." line
+    assert last.startswith(f"Error: {ctx}/Containerfile:1: ") and "rejected by policy" in last
+    assert "Traceback" not in refused.stderr
+    accept = env.base / "accept.json"
+    accept.write_text('{"default": [{"type": "insecureAcceptAnything"}]}')
+    built = env.skiff(
+        "--policy", accept, "build", "-q", "--network", "none", "--tls-verify=false", ctx
+    )
+    assert ID.match(built.stdout.strip())
 
 
 @pytest.mark.skipif(shutil.which("conmon") is None, reason="serving needs conmon")
