@@ -135,7 +135,8 @@ def _edges(
 ) -> list[Edge]:
     out: list[Edge] = []
     base = expand(stage.from_.image, global_env)
-    used = find_stage(cf, base, before=stage.index) if base else None
+    # FROM takes earlier stages by name only ("FROM 0" is an image)
+    used = find_stage(cf, base, before=stage.index) if base and not base.isdecimal() else None
     if used is not None:
         out.append(Edge(stage.index, used, stage.from_))
     env: dict[str, str] = {}
