@@ -60,7 +60,7 @@ class Env:
                 path.write_text(data)
         return root
 
-    def build(self, context: Path, **options: Any) -> BuildReport:
+    def build(self, context: Path | str, **options: Any) -> BuildReport:
         self.lines.clear()
         self.warnings.clear()
         out = self.base / "run-output"
@@ -794,6 +794,62 @@ def test_scratch_and_context_archive(ovl: Env) -> None:
     only = ovl.context({"Containerfile": "FROM scratch\nLABEL a=b\n"}, name="only-config")
     report = ovl.build(only)
     assert ovl.config(report.image_id)["rootfs"]["diff_ids"] == []
+
+
+def test_context_from_a_url(ovl: Env) -> None:
+    served = {
+        "/context.tar": _tar_gz(
+            {"Containerfile": b"FROM localhost/busybox:latest\nCOPY f /f\n", "f": b"from a url\n"}
+        ),
+        "/Containerfile": b"FROM localhost/busybox:latest\nLABEL plain=file\n",
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = served.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        archive = ovl.build(f"{base}/context.tar")
+        assert ovl.files(archive.image_id)["f"][4] == b"from a url\n"
+        plain = ovl.build(f"{base}/Containerfile")
+        assert ovl.config(plain.image_id)["config"]["Labels"] == {"plain": "file"}
+        with pytest.raises(BuildError, match=r"cannot download .*404"):
+            ovl.build(f"{base}/missing")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not list(ovl.base.glob("skiff-context-*"))
+
+
+def test_run_volumes_and_the_host_platform(ovl: Env) -> None:
+    from skiff.oci.platform import host_platform
+
+    shared = ovl.base / "shared"
+    shared.mkdir()
+    (shared / "input").write_text("from the host\n")
+    context = ovl.context(
+        {
+            "Containerfile": "ARG TARGETPLATFORM\nFROM --platform=$TARGETPLATFORM localhost/busybox:latest\n"
+            "RUN cp /host/input /copied\n"
+        }
+    )
+    host = host_platform()
+    report = ovl.build(
+        context, volumes=[f"{shared}:/host:ro"], platform=f"{host.os}/{host.architecture}"
+    )
+    files = ovl.files(report.image_id)
+    assert files["copied"][4] == b"from the host\n"
+    assert "host" not in files  # the mount point is not left in the image
 
 
 def test_from_only_tags_the_base_and_labels_make_an_image(ovl: Env) -> None:
