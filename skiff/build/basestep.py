@@ -75,15 +75,19 @@ def start_stage(scope: BuildScope, stage: Stage) -> tuple[StageState, list[Instr
     if used is not None and not text.isdecimal():
         image_id = scope.stage_images[used]
         image = scope.store.images.get(image_id)
+        config = _image_config(image)
+        config.setdefault("config", {}).pop("OnBuild", None)
+        docker_only = copy.deepcopy(scope.stage_docker_only.get(used, {}))
+        stage_triggers = docker_only.pop("OnBuild", None) or []
         state = StageState(
             index=stage.index,
             image_id=image_id,
-            config=_image_config(image),
+            config=config,
             base_name=image_id,
             base_digest=str(image.digest or ""),
-            docker_only=copy.deepcopy(scope.stage_docker_only.get(used, {})),
+            docker_only=docker_only,
         )
-        return state, []
+        return state, _parse_triggers(scope, stage, stage_triggers, f"stage {text}")
     try:
         resolved = resolve_image(scope, text)
     except SkiffError as exc:

@@ -557,6 +557,16 @@ RUN echo "$0" "$-" > /shell
     assert ovl.files(report.image_id)["triggered"][4] == b"triggered\n"
     assert "--> ONBUILD RUN echo triggered > /triggered" in ovl.lines
     assert not ovl.config(report.image_id)["config"].get("OnBuild")
+    # a stage's triggers run in a stage built FROM it, whatever the format
+    staged = ovl.context(
+        {
+            "Containerfile": "FROM localhost/busybox:latest AS base\n"
+            "ONBUILD RUN echo from-stage > /stage-trigger\nFROM base\n"
+        },
+        "staged",
+    )
+    report = ovl.build(staged, format="oci")
+    assert ovl.files(report.image_id)["stage-trigger"][4] == b"from-stage\n"
 
 
 def _errexit(shell_line: bytes) -> bool:
