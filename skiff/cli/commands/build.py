@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         volumes=list(args.volume),
         rm=args.rm is not False,
         force_rm=bool(args.force_rm),
-        platform=args.platform,
+        platform=_platform(args),
         log=None if quiet else _stdout,
         warn=_warn,
         stdout=subprocess.DEVNULL if quiet else None,
@@ -203,6 +203,21 @@ def build_args(items: list[str], files: list[Path]) -> dict[str, str]:
         elif key in os.environ:
             values[key] = os.environ[key]
     return values
+
+
+def _platform(args: argparse.Namespace) -> str | None:
+    """The platform asked for (``--platform``, or ``--os``/``--arch``/``--variant``),
+    which the executor accepts only when it is the host's."""
+    if args.platform:
+        return str(args.platform)
+    if not (args.os or args.arch or args.variant):
+        return None
+    from skiff.oci.platform import host_platform
+
+    host = host_platform()
+    text = f"{args.os or host.os}/{args.arch or host.architecture}"
+    variant = args.variant or (host.variant if not args.arch else "")
+    return f"{text}/{variant}" if variant else text
 
 
 def _pull_policy(args: argparse.Namespace) -> PullPolicy:
