@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skiff.errors import ContainerError, ContainerStateError, SkiffError
+from skiff.errors import ContainerError, ContainerStateError, SkiffError, StorageError
 from skiff.oci.config import ImageConfig
 from skiff.runtime import conmon as monitor
 from skiff.runtime.create import spec_of
@@ -161,7 +161,7 @@ def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
     state = container.state
     paths = rt.paths(container.id)
     host = HostInfo.detect()
-    rootfs = rt.store.mount_container(container.id)
+    rootfs = _mount_rootfs(rt, container)
     state.mount_point = str(rootfs)
     rt.records.save_state(container)
 
@@ -247,6 +247,22 @@ def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
     )
     _write_json(paths.config_json, spec)
     return spec
+
+
+def _mount_rootfs(rt: Runtime, container: Container) -> Path:
+    """Mount the container's storage. A ``--rm`` container's layer is deleted
+    when it exits, so on overlay it is mounted ``volatile``: its writes are
+    never synced, neither while it runs nor at unmount (a plain overlay's
+    unmount syncs the upper file system: 5-20 ms, at times far more, per
+    ``run --rm`` on a journaled disk). Kernels without the option (before
+    5.10) get the plain mount."""
+    if container.config.auto_remove and rt.store.driver_name == "overlay":
+        layer_id = rt.store.containers.get(container.id).layer_id
+        try:
+            return rt.store.layers.mount(layer_id, ["volatile"])
+        except StorageError as exc:
+            log.info("volatile overlay refused (%s); mounting it plainly", exc)
+    return rt.store.mount_container(container.id)
 
 
 def _port_mappings(container: Container) -> list[Any]:
@@ -447,7 +463,8 @@ def stop(rt: Runtime, container: Container, timeout: int | None = None) -> Conta
         if code is None:
             raise ContainerError(f"container {container.name} did not exit after SIGKILL")
         _cleanup_locked(rt, container, allow_restart=False)
-        return rt.records.reload(container)
+        # a --rm container is removed by its cleanup: it is gone, not an error
+        return rt.records.find(container.id) or container
 
 
 def cleanup(rt: Runtime, container_ref: str) -> None:
@@ -565,6 +582,8 @@ def remove(
                     "container state improper"
                 )
             container = stop(rt, container, timeout)
+            if rt.records.find(container.id) is None:
+                return  # a --rm container: stopping it removed it
         dependents = [
             c.name for c in rt.records.all() if c.id != container.id and _joins(c, container.id)
         ]

@@ -120,6 +120,31 @@ def test_rm_leaves_nothing(env: ContainerEnv) -> None:
     # detached --rm: removed by conmon's exit command once it exits
     env.run_detached("--rm", "--network", net, env.image, "sh", "-c", "true")
     env.wait_clean()
+    # stop and rm -f of a running --rm container: it goes, and both say so cleanly
+    for command in (("stop", "-t", "0"), ("rm", "-f", "-t", "0")):
+        cid = env.run_detached("--rm", "--network", "none", env.image, "busybox", "sleep", "1000")
+        assert env.skiff(*command, cid).stdout.strip() == cid
+        env.wait_clean()
+
+
+def test_rm_container_storage_is_mounted_volatile(env: ContainerEnv) -> None:
+    """Its layer is deleted when it exits: nothing of it needs syncing to disk."""
+    cid = env.run_detached("--rm", "--network", "none", env.image, "busybox", "sleep", "1000")
+    options = [
+        line.split()[3]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(env.root)) and line.split()[2] == "overlay"
+    ]
+    assert options and all("volatile" in o for o in options), options
+    env.skiff("rm", "-f", "-t", "0", cid)
+    kept = env.run_detached("--network", "none", env.image, "busybox", "sleep", "1000")
+    options = [
+        line.split()[3]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(env.root)) and line.split()[2] == "overlay"
+    ]
+    assert options and not any("volatile" in o for o in options), options
+    env.skiff("rm", "-f", "-t", "0", kept)
 
 
 # --- signals -----------------------------------------------------------------------------------
