@@ -276,6 +276,35 @@ def test_a_changed_file_rebuilds_from_its_copy_on(env: Env) -> None:
     assert third.image_id == second.image_id and third.cached == 4
 
 
+def test_remembered_file_digests_follow_changes(ovl: Env) -> None:
+    big = os.urandom(200_000)
+    context = ovl.context(
+        {"Containerfile": "FROM localhost/busybox:latest\nCOPY big /big\n", "big": big}
+    )
+    first = ovl.build(context)
+    st = (context / "big").stat()
+    store = ovl.store()
+    try:
+        rows = store.db.read(
+            "SELECT size, digest FROM build_file_hashes WHERE dev=? AND ino=?",
+            (st.st_dev, st.st_ino),
+        )
+    finally:
+        store.close()
+    import hashlib
+
+    assert [(r[0], r[1]) for r in rows] == [(len(big), hashlib.sha256(big).hexdigest())]
+    assert ovl.build(context).cached == 1
+    # same inode, same size, mtime put back: the ctime still tells the change
+    changed = bytes([big[0] ^ 1]) + big[1:]
+    with (context / "big").open("r+b") as f:
+        f.write(changed)
+    os.utime(context / "big", ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = ovl.build(context)
+    assert second.cached == 0 and second.image_id != first.image_id
+    assert ovl.files(second.image_id)["big"][4] == changed
+
+
 def test_no_cache_rebuilds_and_records(ovl: Env) -> None:
     context = _multi_stage(ovl)
     first = ovl.build(context)
