@@ -10,7 +10,10 @@ One run of a case is four commands, as a user types them:
     TOOL pod rm -f -t 0 benchpod
 
 Cases: ``pod`` (the pod on the default bridge network: netavark sets up and
-tears down the pod's namespace) and ``pod-nonet`` (``--network none``).
+tears down the pod's namespace) and ``pod-nonet`` (``--network none``);
+``kube`` and ``kube-nonet`` do the same work in two commands, as a
+Kubernetes user would: ``TOOL kube play [--network none] FILE`` (a Pod with
+the two containers) and ``TOOL pod rm -f -t 0 benchpod``.
 Each case is one hyperfine call with both tools (all of podman's runs,
 then all of skiff's); ``--prepare`` removes a pod left by an interrupted
 run. The table shows median wall times, skiff/podman against the goal
@@ -47,6 +50,7 @@ RUN_ROOT = Path("/run/skiff-pod-bench")
 IMAGE = "localhost/podbench/busybox:latest"
 POD = "benchpod"
 GOAL = 0.8
+CASES = ("pod", "pod-nonet", "kube", "kube-nonet")
 
 
 @dataclass
@@ -147,16 +151,41 @@ def script(tool: str, network: str) -> str:
     )
 
 
+KUBE_YAML = f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {POD}
+spec:
+  containers:
+  - name: one
+    image: {IMAGE}
+    command: [busybox, sleep, "1000"]
+  - name: two
+    image: {IMAGE}
+    command: [busybox, sleep, "1000"]
+"""
+
+
+def kube_script(tool: str, network: str) -> str:
+    net = f" --network {network}" if network else ""
+    return (
+        f"{tool} kube play{net} {WORK / 'pod.yaml'} >/dev/null"
+        f" && {tool} pod rm -f -t 0 {POD} >/dev/null"
+    )
+
+
 def run_case(case: Case, warmup: int, env: dict[str, str], out_dir: Path) -> dict[str, float]:
     skiff = skiff_prefix()
+    make = kube_script if case.name.startswith("kube") else script
     export = out_dir / f"{case.name}.json"
     argv = [
         "hyperfine", "--style", "basic", "--warmup", str(warmup), "--runs", str(case.runs),
         "--export-json", str(export),
         "-n", "podman", "--prepare", f"podman pod rm -f -t 0 {POD} >/dev/null 2>&1; true",
-        script("podman", case.network),
+        make("podman", case.network),
         "-n", "skiff", "--prepare", f"{skiff} pod rm -f -t 0 {POD} >/dev/null 2>&1; true",
-        script(skiff, case.network),
+        make(skiff, case.network),
     ]  # fmt: skip
     subprocess.run(argv, env=env, check=True)
     results = json.loads(export.read_text())["results"]
@@ -169,17 +198,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--case", action="append", choices=("pod", "pod-nonet"))
+    parser.add_argument("--case", action="append", choices=CASES)
     parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
     args = parser.parse_args()
     check_environment()
     compile_skiff()
     env = podman_env()
     load_images(env)
-    chosen = args.case or ["pod", "pod-nonet"]
+    (WORK / "pod.yaml").write_text(KUBE_YAML)
+    chosen = args.case or list(CASES)
     cases = [
-        Case(name, "" if name == "pod" else "none", args.runs)
-        for name in ("pod", "pod-nonet")
+        Case(name, "none" if name.endswith("-nonet") else "", args.runs)
+        for name in CASES
         if name in chosen
     ]
     out_dir = args.json or Path(tempfile.mkdtemp(prefix="pod-bench-", dir=WORK))

@@ -199,7 +199,8 @@ def start_pod(rt: Runtime, pod: Pod) -> PodActionReport:
             except SkiffError as exc:
                 report.errors[infra.id] = str(exc)
                 return report
-        _each(
+        # the infra runs: members only join it, so they can start side by side
+        _each_at_once(
             report,
             [
                 c
