@@ -36,7 +36,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -284,12 +284,21 @@ def exec_in(
     container: Container,
     opts: ExecOptions,
     streams: ExecStreams | None = None,
+    *,
+    before_start: Callable[[Path], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ExecResult:
     """Run ``opts.command`` in ``container`` (see the module docstring).
 
     Foreground: returns once the process ended, with its exit code, or
     when the detach keys were read (``detached``). ``opts.detach``:
     returns as soon as the process runs.
+
+    For callers that serve the session's streams themselves (the CRI
+    streaming server), a foreground session calls ``before_start`` with the
+    directory of its ``attach`` socket and ``ctl`` fifo once attached and
+    just before the process runs (the moment to send it a terminal size),
+    and ``on_start`` with the process's host pid once it runs.
     """
     streams = streams or ExecStreams()
     session_id = random_id()
@@ -321,7 +330,12 @@ def exec_in(
                 return ExecResult(session_id, None, detached=True)
 
             def start() -> None:
-                _set_pid(rt, container, session_id, session.start())
+                if before_start is not None:
+                    before_start(session.attach_dir)
+                pid = session.start()
+                _set_pid(rt, container, session_id, pid)
+                if on_start is not None:
+                    on_start(pid)
 
             outcome = attach(
                 paths.socket_dir,
