@@ -182,6 +182,10 @@ SYSTEM_COMMANDS: dict[str, Cmd | Group] = {
     "prune": _c("system", "Remove unused data (images)"),
 }
 
+CRI_COMMANDS: dict[str, Cmd | Group] = {
+    "serve": _c("cri", "Serve the Kubernetes CRI (RuntimeService, ImageService) on a socket"),
+}
+
 SYSTEM_CONTAINER_COMMANDS: dict[str, Cmd | Group] = {
     "install": _c("system_container", "Install an image as a systemd service"),
     "uninstall": _c("system_container", "Remove a system container, its unit and files"),
@@ -237,6 +241,7 @@ COMMANDS: dict[str, Cmd | Group] = {
     "volume": Group("Manage volumes", VOLUME_COMMANDS),
     "pod": Group("Manage pods", POD_COMMANDS),
     "kube": Group("Play and generate Kubernetes YAML", KUBE_COMMANDS),
+    "cri": Group("Kubernetes Container Runtime Interface server", CRI_COMMANDS),
     "system-container": Group(
         "Install images as systemd services (atomic install --system)", SYSTEM_CONTAINER_COMMANDS
     ),
