@@ -121,11 +121,10 @@ class StreamingServer:
         base = self.base_url
         return f"{base}/{kind}/{self.cache.insert(request)}"
 
-    def register_exec(
+    def register_exec(  # noqa: PLR0917 - the CRI ExecRequest's fields, in its order
         self,
         container_id: str,
         cmd: Sequence[str],
-        *,
         tty: bool = False,
         stdin: bool = False,
         stdout: bool = True,
@@ -138,7 +137,6 @@ class StreamingServer:
     def register_attach(
         self,
         container_id: str,
-        *,
         tty: bool = False,
         stdin: bool = False,
         stdout: bool = True,
