@@ -209,10 +209,15 @@ class _AttachRelay:
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        lock = threading.Lock()
+        pipe_open = True
 
         def wake() -> None:
-            with contextlib.suppress(OSError):
-                os.write(wake_w, b"\0")
+            # a cancellation may come after the relay ended: never write to a
+            # closed (and possibly reused) descriptor
+            with lock, contextlib.suppress(OSError):
+                if pipe_open:
+                    os.write(wake_w, b"\0")
 
         try:
             self.io.cancellation.add_callback(wake)
@@ -220,8 +225,10 @@ class _AttachRelay:
                 threading.Thread(target=self._pump_stdin, name="attach-stdin", daemon=True).start()
             self._relay_output(wake_r)
         finally:
-            os.close(wake_r)
-            os.close(wake_w)
+            with lock:
+                pipe_open = False
+                os.close(wake_r)
+                os.close(wake_w)
 
     def _pump_stdin(self) -> None:
         from skiff.runtime.attach import SEND_CHUNK
