@@ -14,7 +14,7 @@ APT_PACKAGES := python3-venv ca-certificates \
 	golang-github-containers-common uidmap iproute2 iptables nftables \
 	systemd zstd pigz hyperfine curl
 
-.PHONY: all deps apt venv test test-unit lint fmt demo clean
+.PHONY: all deps apt venv compile test test-unit lint fmt demo clean
 
 all: test
 
@@ -29,7 +29,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-deps: apt venv
+# skiff starts for every command: byte-compile its modules once (the tests'
+# and CI's environment may set PYTHONDONTWRITEBYTECODE, which only stops
+# writing .pyc files, not reading them)
+compile: venv
+	$(BIN)/python -m compileall -q -j 0 skiff
+
+deps: apt venv compile
 
 test: deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
