@@ -9,6 +9,7 @@
     default_runtime = ""                    # "runc", "crun", or "" (skiff's choice)
     pause_image = ""                        # "" is skiff's own catatonit image
     workers = 16                            # RPCs served at once
+    certs_dirs = []                         # certs.d roots for registries ([]: the system's)
 
 Flags given to ``skiff cri serve`` override the file; the file overrides
 the defaults. Unknown keys and wrong types are refused by name, so a typo
@@ -41,6 +42,8 @@ class CRIConfig:
     default_runtime: str = ""
     pause_image: str = ""
     workers: int = 16
+    certs_dirs: tuple[Path, ...] = ()
+    """certs.d roots (HOST/ca.crt ...) for pulls; () keeps the system's."""
 
     @property
     def socket_path(self) -> Path:
@@ -80,6 +83,7 @@ _KINDS: dict[str, type] = {
     "default_runtime": str,
     "pause_image": str,
     "workers": int,
+    "certs_dirs": list,
 }
 
 
@@ -113,9 +117,9 @@ def from_mapping(data: dict[str, Any], origin: str) -> CRIConfig:
         if not isinstance(raw, kind) or isinstance(raw, bool):
             raise ConfigError(f"{key} in the CRI config {origin} must be a {kind.__name__}")
         value: Any = raw
-        if key == "cni_plugin_dirs":
+        if key in ("cni_plugin_dirs", "certs_dirs"):
             if not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"cni_plugin_dirs in the CRI config {origin} must list paths")
+                raise ConfigError(f"{key} in the CRI config {origin} must list paths")
             values[key] = tuple(Path(v) for v in value)
         elif key in ("cni_config_dir", "pod_log_root"):
             values[key] = Path(value)

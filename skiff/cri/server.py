@@ -159,6 +159,10 @@ class CRIServer:
     """The running server: start, wait for a stop signal (or ``stop()``), stop."""
 
     def __init__(self, ctx: SystemContext, config: CRIConfig) -> None:
+        if config.certs_dirs:
+            from dataclasses import replace
+
+            ctx = replace(ctx, certs_dirs=config.certs_dirs)
         self.ctx = ctx
         self.config = config
         self._stopping = threading.Event()

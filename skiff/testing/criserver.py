@@ -269,6 +269,11 @@ class CRIEnv(ContainerEnv):
 
     # --- what is left ----------------------------------------------------------------------
 
+    def store_processes(self) -> list[tuple[int, str]]:
+        """As ContainerEnv's, without the server itself."""
+        server = self.process.pid if self.process is not None else None
+        return [(pid, cmd) for pid, cmd in super().store_processes() if pid != server]
+
     def close(self) -> None:
         try:
             if self.process is not None and self.channel is not None:

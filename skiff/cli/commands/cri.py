@@ -34,6 +34,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--runtime", dest="default_runtime", help="default OCI runtime (runc, crun)"
     )
     parser.add_argument("--pause-image", help="infra image (default: skiff's own catatonit image)")
+    parser.add_argument(
+        "--certs-dir",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="certs.d root for registry certificates (repeatable; default the system's)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         pod_log_root=args.pod_log_root,
         default_runtime=args.default_runtime,
         pause_image=args.pause_image,
+        certs_dirs=tuple(args.certs_dir) if args.certs_dir else None,
     )
     serve(system_context(args), config)
     return 0

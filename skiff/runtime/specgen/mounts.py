@@ -485,7 +485,19 @@ def default_mounts(
     ]
     if ipc_host:
         mounts.append(_bind("/dev/shm", "/dev/shm", ["rbind"]))
-        mounts.append(_bind("/dev/mqueue", "/dev/mqueue", ["rbind"]))
+        if os.path.isdir("/dev/mqueue"):
+            mounts.append(_bind("/dev/mqueue", "/dev/mqueue", ["rbind"]))
+        else:
+            # a host without /dev/mqueue: a new mqueue mount shows the queues of
+            # the IPC namespace it is made in, which is the host's here
+            mounts.append(
+                {
+                    "destination": "/dev/mqueue",
+                    "type": "mqueue",
+                    "source": "mqueue",
+                    "options": ["nosuid", "noexec", "nodev"],
+                }
+            )
     else:
         if files.shm is not None:
             mounts.append(_bind(files.shm, "/dev/shm", ["nosuid", "noexec", "nodev"]))
