@@ -65,10 +65,21 @@ def _check_name(name: str) -> None:
         )
 
 
+def _name_in_use(rt: Runtime, name: str) -> bool:
+    """Whether a container (record or storage) has exactly this name. Not
+    ``records.find``: that also matches ID prefixes, and a name such as "b"
+    or "cafe" may be the prefix of an unrelated container's ID."""
+    return (
+        rt.store.db.read_one("SELECT 1 FROM runtime_containers WHERE name=?", (name,)) is not None
+        or rt.store.db.read_one("SELECT 1 FROM storage_containers WHERE name=?", (name,))
+        is not None
+    )
+
+
 def _unique_name(rt: Runtime) -> str:
     for _ in range(100):
         name = random_name()
-        if rt.records.find(name) is None and rt.store.containers.find(name) is None:
+        if not _name_in_use(rt, name):
             return name
     return f"{random_name()}_{random_id()[:6]}"
 
@@ -92,10 +103,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     sg.validate()
     if opts.name:
         _check_name(opts.name)
-        if (
-            rt.records.find(opts.name) is not None
-            or rt.store.containers.find(opts.name) is not None
-        ):
+        if _name_in_use(rt, opts.name):
             raise NameInUse(
                 f'creating container storage: the container name "{opts.name}" is already in use',
                 "remove that container or choose another name",

@@ -291,3 +291,15 @@ def test_restart_always_after_an_outside_kill_but_not_after_stop(env: ContainerE
     assert env.skiff("wait", "phoenix").stdout.strip() == "137"
     assert env.state("phoenix") == "exited"
     assert restart_count(env, "phoenix") == 1
+
+
+def test_a_name_that_is_an_id_prefix_is_free(env: ContainerEnv) -> None:
+    """ "b" or "cafe" can be the start of another container's ID: still a free name."""
+    first = env.skiff("create", "--network", "none", env.image, "true").stdout.strip()
+    prefix = first[:1]
+    env.skiff("run", "--name", prefix, "--network", "none", env.image, "true")
+    assert env.container(prefix) is not None
+    assert env.skiff("inspect", "--format", "{{.Name}}", prefix).stdout.strip() == prefix
+    assert "already in use" in env.fails(
+        "run", "--name", prefix, "--network", "none", env.image, "true"
+    )
