@@ -95,9 +95,10 @@ def update_runtime_config(svc: CRIService, req: Any) -> Any:
 
             from skiff.cri.errors import InvalidArgument
 
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise InvalidArgument(f"invalid pod CIDR {cidr!r}") from exc
+            for part in cidr.split(","):  # dual stack: "10.0.0.0/24,fd00::/64"
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as exc:
+                    raise InvalidArgument(f"invalid pod CIDR {part!r}") from exc
             svc.sandboxes.set_setting(POD_CIDR, cidr)
     return api_pb2.UpdateRuntimeConfigResponse()
