@@ -126,6 +126,10 @@ def test_members_talk_over_localhost_and_the_pod_publishes_the_port(env: PodEnv)
     }
     remove_and_check(env, "web")
     assert fetch(url) is None
+    # netavark's port forwarding for the pod is gone with it
+    from skiff.testing.network import iptables_lines
+
+    assert [line for line in iptables_lines() if f"--dport {port}" in line] == []
 
 
 def test_a_container_joining_a_running_pod_shares_its_namespaces(env: PodEnv) -> None:
