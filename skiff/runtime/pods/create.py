@@ -101,7 +101,7 @@ def _share(opts: PodCreateOptions) -> list[str]:
     return share
 
 
-def _check(opts: PodCreateOptions, share: list[str]) -> None:
+def _check(opts: PodCreateOptions) -> None:
     mode = opts.network_mode
     if mode not in ("bridge", "none", "host") and not mode.startswith("ns:"):
         raise UsageError(
@@ -142,8 +142,6 @@ def _check(opts: PodCreateOptions, share: list[str]) -> None:
         raise UsageError(
             f"invalid --cgroup-parent {opts.cgroup_parent!r}", "use an absolute cgroup path"
         )
-    if "net" in share and mode == "none" and opts.ports:
-        raise UsageError("ports cannot be published with --network none")
 
 
 def _unique_name(rt: Runtime) -> str:
@@ -168,7 +166,7 @@ def _network_namespace(mode: str) -> Namespace:
     return Namespace(NamespaceMode.PRIVATE)
 
 
-def infra_spec(pod_id: str, name: str, config: PodConfig) -> SpecGenerator:
+def infra_spec(name: str, config: PodConfig) -> SpecGenerator:
     """The infra container's SpecGenerator: the pod's network, names and sysctls."""
     from skiff.runtime.specgen.etcfiles import parse_add_host
 
@@ -224,7 +222,7 @@ def _infra_image(rt: Runtime, config: PodConfig) -> tuple[object, str]:
 def create_pod(rt: Runtime, opts: PodCreateOptions) -> Pod:
     """Create a pod (and its infra container, not started); returns it."""
     share = _share(opts)
-    _check(opts, share)
+    _check(opts)
     records = pods_of(rt)
     name = check_pod_name(opts.name) if opts.name else _unique_name(rt)
     pod_id = opts.pod_id or random_id()
@@ -262,7 +260,7 @@ def create_pod(rt: Runtime, opts: PodCreateOptions) -> Pod:
     if opts.infra:
         config.infra_image = opts.infra_image
         image, config.infra_image = _infra_image(rt, config)
-        sg = infra_spec(pod_id, name, config)
+        sg = infra_spec(name, config)
         if shares_shm(config):
             sg.storage.mounts.append(_shm_bind(shm_dir(rt, pod_id)))
         sg.validate()  # before anything is recorded
