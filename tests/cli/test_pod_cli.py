@@ -274,6 +274,8 @@ def test_prune_removes_exited_pods_after_asking(env: PodCliEnv) -> None:
         (("pod", "create", "--name", "bad name"), "Error: pod name 'bad name' is not valid"),
         (("pod", "create", "-p", "99999:80"), "Error: "),
         (("pod", "kill", "--signal", "NOPE", "x"), "Error: invalid signal 'NOPE'"),
+        (("pod", "create", "--network", "nosuchnet"),
+         "Error: unable to find network with name or ID nosuchnet: network not found"),
     ],
 )  # fmt: skip
 def test_errors_are_one_line(env: PodCliEnv, args: tuple[str, ...], message: str) -> None:

@@ -256,6 +256,12 @@ def create_pod(rt: Runtime, opts: PodCreateOptions) -> Pod:
         created_by=opts.created_by,
         create_command=list(opts.create_command),
     )
+    if opts.networks:
+        from skiff.runtime.network.store import NetworkStore
+
+        definitions = NetworkStore.of(rt.store)
+        for network in opts.networks:
+            definitions.get(network)  # unknown networks fail now, not at the first start
     image = None
     if opts.infra:
         config.infra_image = opts.infra_image
