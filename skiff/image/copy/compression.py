@@ -77,23 +77,28 @@ class _IterReader:
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._pending = memoryview(b"")
+        self._chunk = b""
+        self._offset = 0
         self._eof = False
 
     def read(self, size: int = -1, /) -> bytes:
         if size < 0:
-            parts = [bytes(self._pending)]
-            self._pending = memoryview(b"")
+            parts = [self._chunk[self._offset :]]
+            self._chunk, self._offset = b"", 0
             parts.extend(self._chunks)
             self._eof = True
             return b"".join(parts)
-        while not self._pending and not self._eof:
+        while self._offset >= len(self._chunk) and not self._eof:
             try:
-                self._pending = memoryview(next(self._chunks))
+                self._chunk, self._offset = next(self._chunks), 0
             except StopIteration:
                 self._eof = True
-        data = bytes(self._pending[:size])
-        self._pending = self._pending[size:]
+        if self._offset == 0 and size >= len(self._chunk):
+            # the common case (callers read CHUNK at a time): no copy
+            data, self._chunk = self._chunk, b""
+            return data
+        data = self._chunk[self._offset : self._offset + size]
+        self._offset += len(data)
         return data
 
 
