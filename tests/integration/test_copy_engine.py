@@ -479,6 +479,26 @@ def test_preserve_digests_refuses_before_writing(
     assert report.manifest_digest == busybox_layout.manifest_digest
 
 
+def test_zstd_into_v2s2_is_refused_before_writing(
+    busybox_layout: BusyboxImage, registry: RunningRegistry, tmp_shm: Path, unique_repo: str
+) -> None:
+    dest = f"docker://{registry.host}/{unique_repo}:v1"
+    with pytest.raises(UnsupportedConversion, match="zstd"):
+        copy(
+            busybox_layout.reference,
+            dest,
+            registry.context,
+            compress_format="zstd",
+            manifest_format=mt.DOCKER_V2S2,
+        )
+    # and a source whose layers are zstd already
+    zstd_layout = tmp_shm / "zstd"
+    copy(busybox_layout.reference, f"oci:{zstd_layout}", compress_format="zstd")
+    with pytest.raises(UnsupportedConversion, match="zstd"):
+        copy(f"oci:{zstd_layout}", dest, registry.context, manifest_format=mt.DOCKER_V2S2)
+    assert not registry.repository_dir(unique_repo).exists()
+
+
 # --- signatures -------------------------------------------------------------------------
 
 

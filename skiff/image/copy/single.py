@@ -156,6 +156,13 @@ def copy_single_image(
     converting = target_type != manifest.media_type
     if options.preserve_digests and (converting or any(x.plan.changes_content for x in layers)):
         raise _preserve_error(source)
+    if target_type == mt.DOCKER_V2S2 and any(
+        (x.plan.target if x.plan.changes_content else x.info.compression) == "zstd"
+        for x in layers
+        if not x.info.urls
+    ):
+        # refused before a byte moves (_build_manifest would refuse after)
+        raise _zstd_in_v2s2_error()
 
     keep_schema1 = isinstance(manifest, Schema1Manifest) and target_type == manifest.media_type
     want_diff_ids = isinstance(manifest, Schema1Manifest) and not keep_schema1
@@ -234,6 +241,13 @@ def copy_single_image(
         source_manifest_digest=source_digest,
         config_digest=config_desc.digest,
         blobs=blob_results,
+    )
+
+
+def _zstd_in_v2s2_error() -> UnsupportedConversion:
+    return UnsupportedConversion(
+        "zstd-compressed layers cannot be stored in a Docker v2s2 manifest",
+        "use --format oci, or --dest-compress-format gzip",
     )
 
 
@@ -412,10 +426,7 @@ def _build_manifest(
             )
         )
     if compression_is_zstd(new_layers) and not to_oci:
-        raise UnsupportedConversion(
-            "zstd-compressed layers cannot be stored in a Docker v2s2 manifest",
-            "use --format oci, or --dest-compress-format gzip",
-        )
+        raise _zstd_in_v2s2_error()
     config = replace(config_desc, media_type=mt.OCI_CONFIG if to_oci else mt.DOCKER_CONFIG)
     annotations = manifest.annotations if isinstance(manifest, ImageManifest) and to_oci else {}
     subject = manifest.subject if isinstance(manifest, ImageManifest) and to_oci else None
