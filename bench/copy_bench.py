@@ -304,6 +304,11 @@ def main() -> None:
             rows.append((case.name, means))
     if args.json is None:
         shutil.rmtree(json_dir, ignore_errors=True)
+    # the copies' outputs (the uncompressed large layer stays: it is a cache)
+    for leftover in SCRATCH.glob("copy-pull-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.rmtree(SCRATCH / "copy-zstd-large", ignore_errors=True)
+    (SCRATCH / "copy-large.tar.zst").unlink(missing_ok=True)
     others = [label for label in (rows[0][1] if rows else {}) if label.startswith("skiff@")]
     head = "| case | skopeo wall (s) | skiff wall (s) | skiff/skopeo | goal | skopeo CPU (s) | skiff CPU (s) |"
     rule = "|---|---:|---:|---:|---|---:|---:|"
