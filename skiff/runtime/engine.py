@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from skiff.runtime.oci import OCIRuntime
 
 
+EXIT_COMMAND_SCRIPT = Path(__file__).resolve().with_name("exit_command.py")
+"""Run by conmon in front of ``container cleanup`` (see exit_command.py)."""
+
+
 def skiff_command() -> list[str]:
     """How to run skiff again (conmon's exit command): this interpreter, -m skiff."""
     return [sys.executable, "-m", "skiff"]
@@ -75,7 +79,9 @@ class Runtime:
         return args
 
     def exit_command(self, container_id: str) -> list[str]:
-        return [
+        """conmon's exit command: ``skiff container cleanup ID``, behind a
+        check that the container still exists (``exit_command.py``)."""
+        cleanup = [
             *skiff_command(),
             *self.global_args(),
             "--log-level",
@@ -84,6 +90,10 @@ class Runtime:
             "cleanup",
             container_id,
         ]
+        if not EXIT_COMMAND_SCRIPT.is_file():
+            return cleanup
+        container_dir = os.path.abspath(self.store.container_dir(container_id).parent)
+        return [sys.executable, "-I", "-S", str(EXIT_COMMAND_SCRIPT), container_dir, *cleanup]
 
     def close(self) -> None:
         self.store.close()

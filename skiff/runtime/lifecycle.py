@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 
 ACTIVE = (Status.RUNNING, Status.PAUSED, Status.STOPPING)
 
+ATTACHED_EXIT_DELAY = 1
+"""Seconds conmon waits before its exit command when a client is attached
+(``run`` in the foreground, ``start -a``): that client cleans up itself as
+soon as the container exits, so the exit command only matters if the
+client went away. Run at once, it would start a second skiff process that
+competes with the client for the CPU and for the container's lock; a
+second later it finds the container gone (or cleaned up) and exits."""
+
 
 # --- reconciling ------------------------------------------------------------------
 
@@ -92,11 +100,11 @@ def _finish(rt: Runtime, container: Container, code: int, finished: float) -> No
 
 
 def _release(rt: Runtime, container: Container) -> None:
-    from skiff.runtime.network.setup import teardown_network
-
     state = container.state
     errors: list[str] = []
     if container.config.network_mode == "bridge" or state.netns:
+        from skiff.runtime.network.setup import teardown_network
+
         try:
             teardown_network(rt.store, container.id)
         except SkiffError as exc:
@@ -117,7 +125,8 @@ def _release(rt: Runtime, container: Container) -> None:
 def _release_volumes(rt: Runtime, container: Container) -> None:
     from skiff.runtime import volumes
 
-    volumes.unmount_for(rt.store, container.id)
+    if volumes.recorded(rt.store, container.id):
+        volumes.unmount_for(rt.store, container.id)
 
 
 # --- starting -----------------------------------------------------------------------
@@ -154,7 +163,6 @@ def _namespace_pids(rt: Runtime, sg: SpecGenerator) -> dict[str, int]:
 def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
     """Mount, network, /etc files and config.json; returns the spec."""
     from skiff.runtime import volumes
-    from skiff.runtime.network.setup import setup_network
 
     sg = spec_of(container)
     image_config = _image_config(rt, container)
@@ -171,6 +179,8 @@ def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
     dns_search: list[str] = list(sg.network.dns_search)
     mode = container.config.network_mode
     if mode == "bridge":
+        from skiff.runtime.network.setup import setup_network
+
         status = setup_network(
             rt.store,
             container.id,
@@ -228,12 +238,22 @@ def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
         sg.security.user if sg.security.user is not None else image_config.user,
         sg.security.group_add,
     )
-    volumes.mount_for(
-        rt.store, container.id, sg.storage.mounts, image_config, rootfs, uid=user.uid, gid=user.gid
-    )
-    sg.storage.mounts, volume_paths = volumes.as_spec_mounts(
-        volumes.recorded_mounts(rt.store, container.id)
-    )
+    volume_paths: dict[str, Path] = {}
+    if volumes.needed(sg.storage.mounts, image_config.volumes) or volumes.recorded(
+        rt.store, container.id
+    ):
+        volumes.mount_for(
+            rt.store,
+            container.id,
+            sg.storage.mounts,
+            image_config,
+            rootfs,
+            uid=user.uid,
+            gid=user.gid,
+        )
+        sg.storage.mounts, volume_paths = volumes.as_spec_mounts(
+            volumes.recorded_mounts(rt.store, container.id)
+        )
     spec = generate_spec(
         sg,
         image_config,
@@ -304,7 +324,7 @@ def start(
             return container
         if state.status == Status.REMOVING:
             raise ContainerStateError(f"container {container.name} is being removed")
-        _launch(rt, container)
+        _launch(rt, container, exit_delay=ATTACHED_EXIT_DELAY if attach is not None else None)
         container = rt.records.reload(container)
     runtime = rt.oci(container.config.runtime)
 
@@ -344,8 +364,10 @@ def init(rt: Runtime, container: Container) -> Container:
         return rt.records.reload(container)
 
 
-def _launch(rt: Runtime, container: Container) -> None:
-    """Prepare and hand the container to conmon (runtime create); state Initialized."""
+def _launch(rt: Runtime, container: Container, *, exit_delay: int | None = None) -> None:
+    """Prepare and hand the container to conmon (runtime create); state Initialized.
+
+    ``exit_delay``: seconds before conmon runs the exit command (None: at once)."""
     state = container.state
     paths = rt.paths(container.id)
     runtime = rt.oci(container.config.runtime)
@@ -376,6 +398,7 @@ def _launch(rt: Runtime, container: Container) -> None:
                 log_path=log_path,
                 log_driver=container.config.log_driver,
                 exit_command=tuple(rt.exit_command(container.id)),
+                exit_delay=exit_delay,
                 terminal=container.config.tty,
                 stdin=container.config.stdin,
                 runtime_log=paths.runtime_log,
@@ -605,7 +628,8 @@ def remove(
             container = prune_sessions(rt, container)
         remove_exit_file(paths.exit_dir, container.id)
         monitor.remove_monitor_files(paths.socket_dir, container.id, paths.bundle)
-        volumes_mod.release(rt.store, container.id, remove_anonymous=volumes)
+        if volumes_mod.recorded(rt.store, container.id):
+            volumes_mod.release(rt.store, container.id, remove_anonymous=volumes)
         if rt.store.containers.find(container.id) is not None:
             rt.store.delete_container(container.id)
         rt.records.delete(container.id)
