@@ -9,12 +9,17 @@ Docker config formats share these fields (Docker adds a few, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skiff.errors import ManifestError
 from skiff.oci.digest import Digest
-from skiff.oci.manifest import MAX_CONFIG_SIZE, dumps_json, loads_json
-from skiff.oci.platform import Platform
+from skiff.oci.jsondoc import MAX_CONFIG_SIZE, dumps_json, loads_json
+
+if TYPE_CHECKING:
+    # imported where used; and the JSON helpers come from jsondoc, not
+    # skiff.oci.manifest: ``skiff run`` reads image configs and should not
+    # build the manifest classes to do so
+    from skiff.oci.platform import Platform
 
 
 @dataclass
@@ -52,6 +57,8 @@ class ImageConfig:
 
     @property
     def platform(self) -> Platform:
+        from skiff.oci.platform import Platform
+
         return Platform(self.architecture, self.os, self.variant)
 
     @property

@@ -8,7 +8,6 @@ error rather than something silently normalised.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,6 +52,8 @@ class Digest:
 
     @classmethod
     def from_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        import hashlib  # here, not at the top: parsing digests (every command) needs no OpenSSL
+
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     @property
@@ -68,6 +69,8 @@ class Digest:
 
     def verify_bytes(self, data: bytes, what: str = "content") -> None:
         """Raise DigestMismatch unless ``data`` hashes to this digest."""
+        import hashlib
+
         actual = hashlib.new(self.algorithm, data).hexdigest()
         if actual != self.hex:
             raise DigestMismatch(
@@ -76,6 +79,8 @@ class Digest:
 
 
 def sha256_of(data: bytes) -> Digest:
+    import hashlib
+
     return Digest("sha256", hashlib.sha256(data).hexdigest())
 
 
@@ -106,6 +111,8 @@ class VerifyingReader:
         self._expected_size = (
             expected_size if expected_size is not None and expected_size >= 0 else None
         )
+        import hashlib
+
         self._hash = hashlib.new(expected.algorithm if expected else "sha256")
         self._what = what
         self.size = 0

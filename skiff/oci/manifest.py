@@ -16,12 +16,15 @@ from typing import Any
 from skiff.errors import ManifestError
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import Digest, sha256_of
+from skiff.oci.jsondoc import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, dumps_json, loads_json
 from skiff.oci.platform import Platform
 
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024
-"""No manifest or config above this is accepted (as containers/image)."""
-
-MAX_CONFIG_SIZE = 4 * 1024 * 1024
+__all__ = [  # the JSON helpers live in skiff.oci.jsondoc; importing them from here still works
+    "MAX_CONFIG_SIZE",
+    "MAX_MANIFEST_SIZE",
+    "dumps_json",
+    "loads_json",
+]
 
 
 def _err(what: str, detail: str) -> ManifestError:
@@ -53,21 +56,6 @@ def _str_map(value: Any, where: str, what: str) -> dict[str, str]:
     ):
         raise _err(what, f"{where} is not a map of strings")
     return dict(value)
-
-
-def loads_json(raw: bytes, what: str) -> Any:
-    """Decode JSON bytes with a clear error instead of a traceback."""
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(
-            f"{what} is not valid JSON: {exc}", "the source served a truncated or corrupt document"
-        ) from exc
-
-
-def dumps_json(value: Any) -> bytes:
-    """Serialise as the Go tools do for new documents: indented, stable."""
-    return json.dumps(value, indent=3, ensure_ascii=False).encode() + b"\n"
 
 
 @dataclass(frozen=True)
