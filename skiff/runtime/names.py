@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 ADJECTIVES = (
     "admiring",
@@ -276,4 +276,11 @@ SURNAMES = (
 
 
 def random_name() -> str:
-    return f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}"
+    return f"{_choice(ADJECTIVES)}_{_choice(SURNAMES)}"
+
+
+def _choice(words: tuple[str, ...]) -> str:
+    """A random word (``secrets.choice`` without importing secrets, which
+    loads hmac and OpenSSL on every ``create``; 32 random bits make the
+    modulo bias negligible)."""
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]

@@ -44,7 +44,6 @@ import re
 import shutil
 import signal as signals
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +189,8 @@ def check_runtime(path: Path, run_root: Path, layout: CgroupLayout | None = None
 def _write_cache(path: Path, data: dict[str, Any]) -> None:
     """Write the probe cache atomically; failing to is only logged (losing a
     cache costs one ``--version`` exec next time)."""
+    import tempfile
+
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -395,10 +396,7 @@ class OCIRuntime:
         input_data: bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> RuntimeResult:
-        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, log_name = tempfile.mkstemp(dir=self.log_dir, prefix="call-", suffix=".json")
-        os.close(fd)
-        log_path = Path(log_name)
+        log_path = self._new_call_log()
         try:
             try:
                 result = subprocess.run(
@@ -430,6 +428,21 @@ class OCIRuntime:
         finally:
             with contextlib.suppress(OSError):
                 log_path.unlink()
+
+    def _new_call_log(self) -> Path:
+        """A new empty file for one call's ``--log`` (``tempfile.mkstemp``'s
+        O_EXCL create under a random name, without importing tempfile)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        while True:
+            path = self.log_dir / f"call-{os.urandom(6).hex()}.json"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ContainerError(f"cannot create a log file in {self.log_dir}: {exc}") from exc
+            os.close(fd)
+            return path
 
     def exists(self, container_id: str) -> bool:
         """Whether the runtime has state for the container (runc and crun keep a
@@ -521,6 +534,8 @@ class OCIRuntime:
 
     def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """``update --resources FILE`` with an OCI ``linux.resources`` object."""
+        import tempfile
+
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, name = tempfile.mkstemp(dir=self.log_dir, prefix="resources-", suffix=".json")
         try:

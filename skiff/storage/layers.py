@@ -13,10 +13,8 @@ counted in, so a reboot (which unmounts everything) resets them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import secrets
 import shutil
 import sqlite3
 import time
@@ -37,6 +35,8 @@ TAR_SPLIT_NAME = "tar-split"
 
 def chain_ids(diff_ids: Iterable[Digest]) -> list[str]:
     """Chain IDs (hex) of a layer stack: the OCI image spec's ChainID."""
+    import hashlib  # not at the top: most commands open the store without hashing
+
     out: list[str] = []
     previous: str | None = None
     for diff_id in diff_ids:
@@ -50,7 +50,9 @@ def chain_ids(diff_ids: Iterable[Digest]) -> list[str]:
 
 
 def random_id() -> str:
-    return secrets.token_hex(32)
+    """64 random hex digits (``secrets.token_hex(32)``, without importing
+    secrets: that pulls in hmac and OpenSSL's hashlib on every command)."""
+    return os.urandom(32).hex()
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ class LayerStore:
     # --- staging and creation --------------------------------------------
     def begin_staging(self, parent: str | None) -> Staging:
         """Record, then create, a staging dir for a new layer on ``parent``."""
-        path = self.staging_root / f"{os.getpid()}-{secrets.token_hex(8)}"
+        path = self.staging_root / f"{os.getpid()}-{os.urandom(8).hex()}"
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO staging(path, parent, pid, boot, started) VALUES (?,?,?,?,?)",

@@ -26,7 +26,7 @@ passes through the same code unchanged in meaning.
 from __future__ import annotations
 
 import json
-import platform
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -80,7 +80,7 @@ _ARCHES: dict[str, tuple[str, str]] = {
 
 def native_arches(machine: str | None = None) -> tuple[str, str]:
     """(libseccomp name, Go name) of ``machine`` (default: this host's)."""
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine  # platform.machine(), without importing platform
     try:
         return _ARCHES[machine]
     except KeyError:

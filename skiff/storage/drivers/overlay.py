@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import shutil
 import threading
 from pathlib import Path
@@ -39,7 +38,7 @@ _cwd_lock = threading.Lock()
 
 
 def new_link_name() -> str:
-    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")[:26]
+    return base64.b32encode(os.urandom(16)).decode().rstrip("=")[:26]
 
 
 def overlay_supported(root: Path) -> bool:
