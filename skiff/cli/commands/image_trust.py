@@ -52,9 +52,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from skiff.cli.context import system_context
     import json
 
+    from skiff.cli.context import system_context
     from skiff.cli.output import format_table
     from skiff.signature.trustconfig import raw_policy, show
 

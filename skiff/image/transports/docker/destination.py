@@ -75,6 +75,7 @@ class BlobHints(Protocol):
         self, transport: str, scope: str, digest: Digest, can_substitute: bool
     ) -> list[Candidate]: ...
 
+
 SignatureWriter = Callable[["NamedReference", Digest, list[bytes]], None]
 """(repository reference, manifest digest, signatures) → store them (lookaside)."""
 
