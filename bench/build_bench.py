@@ -30,25 +30,18 @@ byte-compiled first, as a pip install does.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SKIFF = Path(sys.executable).parent / "skiff"
-SHARED = Path("/work/shared/bench")
-CONTEXT = SHARED / "build-ctx"
-REGISTRY = "localhost:5000"
-BASE = f"{REGISTRY}/bench/small:latest"
-BENCH_ROOT = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench"))
-WORK = BENCH_ROOT / "skiff-build-bench"
+import benchcommon as bc
+
+BENCH = "bench/build"
+CONTEXT = bc.SHARED / "build-ctx"
+BASE = f"{bc.REGISTRY}/bench/small:latest"
+WORK = bc.BENCH_ROOT / "skiff-build-bench"
 RUN_ROOT = Path("/run/skiff-build-bench")
 FLAGS = "-q --layers --pull=false --tls-verify=false"
 
@@ -64,74 +57,22 @@ class Case:
     runs: int
 
 
-def die(message: str) -> None:
-    print(f"bench/build: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def buildah_env() -> dict[str, str]:
-    """The anchors' containers.conf, and a storage.conf of this benchmark's own."""
-    sys.path.insert(0, str(SHARED))
-    import benchlib  # type: ignore[import-not-found]
-
-    conf = WORK / "containers.conf"
-    conf.write_text(benchlib.containers_conf_text())
-    storage = WORK / "storage.conf"
-    storage.write_text(
-        "[storage]\n"
-        'driver = "overlay"\n'
-        f'graphroot = "{WORK / "buildah"}"\n'
-        f'runroot = "{RUN_ROOT / "buildah"}"\n'
-    )
-    env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(conf)
-    env["CONTAINERS_STORAGE_CONF"] = str(storage)
-    env.setdefault("TMPDIR", "/var/tmp")
-    return env
-
-
 def skiff_command() -> str:
-    return (
-        f"{SKIFF} --root {WORK / 'skiff'} --runroot {RUN_ROOT / 'skiff'} --storage-driver overlay"
-    )
+    return bc.skiff_prefix(WORK, RUN_ROOT, "overlay")
 
 
 def check_environment() -> None:
-    for tool in ("hyperfine", "buildah", "docker-registry"):
-        if shutil.which(tool) is None:
-            die(f"{tool} not found (see /work/shared/bench/README.md)")
-    try:
-        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2).close()
-    except OSError as exc:
-        die(f"no registry on {REGISTRY} ({exc}); start it: {SHARED}/registry start")
+    bc.require_tools(BENCH, ("hyperfine", "buildah", "docker-registry"))
+    bc.require_registry(BENCH)
     if not (CONTEXT / "data" / ".done").exists():
-        die(f"the build context's data is missing: {SHARED}/fixtures gen")
-    if not os.path.ismount(BENCH_ROOT):
-        print(
-            f"bench/build: warning: {BENCH_ROOT} is not the benchfs mount "
-            f"({SHARED}/benchfs up); disk timings will differ from the anchors'",
-            file=sys.stderr,
-        )
+        bc.die(BENCH, f"the build context's data is missing: {bc.SHARED}/fixtures gen")
+    bc.warn_unless_benchfs(BENCH)
     WORK.mkdir(parents=True, exist_ok=True)
-
-
-def compile_skiff() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def pull_base(env: dict[str, str]) -> None:
     """Both stores need the base image (the builds run with --pull=false)."""
-    for argv in (
-        ["buildah", "pull", "-q", "--tls-verify=false", BASE],
-        [*skiff_command().split(), "pull", "-q", "--tls-verify=false", BASE],
-    ):
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    bc.pull_both("buildah", skiff_command(), BASE, env)
 
 
 def cases() -> list[Case]:
@@ -167,14 +108,10 @@ def cases() -> list[Case]:
 def run_case(
     case: Case, runs: int, warmup: int, json_dir: Path, env: dict[str, str]
 ) -> dict[str, tuple[float, float]]:
+    commands = ["--prepare", case.buildah_prepare, "--command-name", "buildah", case.buildah]
+    commands += ["--prepare", case.skiff_prepare, "--command-name", "skiff", case.skiff]
     export = json_dir / f"{case.name}.json"
-    argv = ["hyperfine", "-N", "--style", "basic", "--runs", str(runs), "--warmup", str(warmup)]
-    argv += ["--export-json", str(export)]
-    argv += ["--prepare", case.buildah_prepare, "--command-name", "buildah", case.buildah]
-    argv += ["--prepare", case.skiff_prepare, "--command-name", "skiff", case.skiff]
-    subprocess.run(argv, check=True, stdout=sys.stderr, env=env)
-    results = json.loads(export.read_text())["results"]
-    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+    return bc.hyperfine(runs, warmup, export, commands, stdout=sys.stderr, env=env)
 
 
 def main() -> None:
@@ -185,8 +122,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
     args = parser.parse_args()
     check_environment()
-    compile_skiff()
-    env = buildah_env()
+    bc.compile_skiff()
+    env = bc.peer_env(WORK, RUN_ROOT, "buildah")
     pull_base(env)
     json_dir = args.json or Path(tempfile.mkdtemp(prefix="json.", dir=WORK))
     json_dir.mkdir(parents=True, exist_ok=True)
@@ -205,9 +142,8 @@ def main() -> None:
     for case, medians in rows:
         (buildah, buildah_cpu), (skiff, skiff_cpu) = medians["buildah"], medians["skiff"]
         ratio = skiff / buildah
-        verdict = "ok" if ratio <= case.goal else "MISSED"
         print(
-            f"| {case.name} | {buildah:.3f} | {skiff:.3f} | {ratio:.2f} | ≤ {case.goal} {verdict} "
+            f"| {case.name} | {buildah:.3f} | {skiff:.3f} | {ratio:.2f} | {bc.goal_cell(ratio, case.goal)} "
             f"| {buildah_cpu:.3f} | {skiff_cpu:.3f} |"
         )
 

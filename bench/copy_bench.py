@@ -30,27 +30,23 @@ as users get it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SKIFF = Path(sys.executable).parent / "skiff"
-REGISTRY = "localhost:5000"
+import benchcommon as bc
+
+BENCH = "bench/copy"
+SKIFF = bc.SKIFF
+REGISTRY = bc.REGISTRY
 OCI = Path(os.environ.get("BENCH_STATE", "/var/tmp/skiff-bench")) / "oci"
-SCRATCH = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench")) / "scratch"
+SCRATCH = bc.BENCH_ROOT / "scratch"
 GOAL_RATIO = 0.9
 GOAL_ZSTD = 1.5
 
@@ -65,22 +61,12 @@ class Case:
     """Further commands timed in the same hyperfine call (label → command)."""
 
 
-def die(message: str) -> None:
-    print(f"bench/copy: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
 def check_environment() -> None:
-    for tool in ("hyperfine", "skopeo", "zstd", "docker-registry"):
-        if shutil.which(tool) is None:
-            die(f"{tool} not found (see /work/shared/bench/README.md)")
-    try:
-        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2).close()
-    except OSError as exc:
-        die(f"no registry on {REGISTRY} ({exc}); start it: /work/shared/bench/registry start")
+    bc.require_tools(BENCH, ("hyperfine", "skopeo", "zstd", "docker-registry"))
+    bc.require_registry(BENCH)
     for image in ("medium", "large"):
         if not (OCI / f"{image}-gzip" / "index.json").exists():
-            die(f"{OCI}/{image}-gzip missing; build it: /work/shared/bench/fixtures")
+            bc.die(BENCH, f"{OCI}/{image}-gzip missing; build it: /work/shared/bench/fixtures")
     SCRATCH.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(SCRATCH.parent):
         print(
@@ -88,66 +74,6 @@ def check_environment() -> None:
             "(/work/shared/bench/benchfs up); disk timings may differ",
             file=sys.stderr,
         )
-
-
-def compile_skiff() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def sink_registry() -> Iterator[tuple[str, Path]]:
-    """A docker-registry on a free loopback port, storage in scratch, no blob cache
-    (so deleting its storage really empties it); yields (host, storage dir)."""
-    root = Path(tempfile.mkdtemp(prefix="copy-sink.", dir=SCRATCH))
-    storage = root / "storage"
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: error, accesslog: {disabled: true}}\n"
-        f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}},"
-        " maintenance: {uploadpurging: {enabled: false}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', secret: bench-copy-sink}}\n"
-    )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    die(f"sink registry did not start; see {root / 'registry.log'}")
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}", storage
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def plain_large_layer() -> Path:
@@ -173,7 +99,7 @@ def plain_large_layer() -> Path:
                 dst.write(chunk)
         if f"sha256:{digest.hexdigest()}" != diff_id:
             tmp.unlink()
-            die("the large layer does not decompress to its diff ID")
+            bc.die(BENCH, "the large layer does not decompress to its diff ID")
         tmp.rename(out)
     return out
 
@@ -181,7 +107,7 @@ def plain_large_layer() -> Path:
 def baseline_tree(rev: str) -> Path:
     """skiff's package as of ``rev`` (``git archive``), byte-compiled, in scratch."""
     commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        ["git", "-C", str(bc.REPO), "rev-parse", "--short", rev],
         check=True,
         capture_output=True,
         text=True,
@@ -190,16 +116,10 @@ def baseline_tree(rev: str) -> Path:
     if not (tree / "skiff").is_dir():
         tree.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", commit, "skiff"], check=True, capture_output=True
+            ["git", "-C", str(bc.REPO), "archive", commit, "skiff"], check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(tree / "skiff")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    bc.compile_tree(tree / "skiff")
     return tree
 
 
@@ -262,17 +182,15 @@ def cases(sink: str, sink_storage: Path, baseline: tuple[str, Path] | None) -> l
 
 
 def run_case(case: Case, runs: int, warmup: int, json_dir: Path) -> dict[str, tuple[float, float]]:
-    commands = {"skopeo": case.skopeo, "skiff": case.skiff, **(case.extra or {})}
+    commands = ["--prepare", case.prepare]
+    for label, command in {
+        "skopeo": case.skopeo,
+        "skiff": case.skiff,
+        **(case.extra or {}),
+    }.items():
+        commands += ["--command-name", label, command]
     export = json_dir / f"{case.name}.json"
-    argv = ["hyperfine", "-N", "--style", "basic", "--runs", str(runs), "--warmup", str(warmup)]
-    argv += ["--prepare", case.prepare, "--export-json", str(export)]
-    for label, command in commands.items():
-        argv += ["--command-name", label, command]
-    subprocess.run(argv, check=True, stdout=sys.stderr, cwd=SCRATCH)
-    results = json.loads(export.read_text())["results"]
-    # (median wall time: robust to a neighbour's burst on a shared machine,
-    # mean CPU time user+system) per command
-    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+    return bc.hyperfine(runs, warmup, export, commands, stdout=sys.stderr, cwd=SCRATCH)
 
 
 def main() -> None:
@@ -288,14 +206,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     check_environment()
-    compile_skiff()
+    bc.compile_skiff()
     baseline = None
     if args.baseline:
         baseline = (f"skiff@{args.baseline}", baseline_tree(args.baseline))
     json_dir = args.json or Path(tempfile.mkdtemp(prefix="copy-bench-json.", dir=SCRATCH))
     json_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    with sink_registry() as (sink, storage):
+    with bc.sink_registry(BENCH, SCRATCH, "copy-sink.", "bench-copy-sink") as (sink, storage):
         for case in cases(sink, storage, baseline):
             if args.case and case.name not in args.case:
                 continue
@@ -320,9 +238,8 @@ def main() -> None:
     for name, means in rows:
         (skopeo, skopeo_cpu), (skiff, skiff_cpu) = means["skopeo"], means["skiff"]
         ratio = skiff / skopeo
-        verdict = "ok" if ratio <= GOAL_RATIO else "MISSED"
         line = (
-            f"| {name} | {skopeo:.3f} | {skiff:.3f} | {ratio:.2f} | ≤ {GOAL_RATIO} {verdict} "
+            f"| {name} | {skopeo:.3f} | {skiff:.3f} | {ratio:.2f} | {bc.goal_cell(ratio, GOAL_RATIO)} "
             f"| {skopeo_cpu:.3f} | {skiff_cpu:.3f} |"
         )
         for label in others:

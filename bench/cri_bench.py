@@ -37,20 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SHARED = Path("/work/shared/bench")
-BENCH_ROOT = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench"))
-WORK = BENCH_ROOT / "skiff-cri-bench"
+import benchcommon as bc
+
+BENCH = "bench/cri"
+WORK = bc.BENCH_ROOT / "skiff-cri-bench"
 RUN_ROOT = Path("/run/skiff-cri-bench")
 POD = "cribench"
 
-sys.path.insert(0, str(REPO))
-
-
-def die(message: str) -> None:
-    print(f"bench/cri: {message}", file=sys.stderr)
-    sys.exit(1)
+sys.path.insert(0, str(bc.REPO))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,30 +101,6 @@ def grpc_loop(env: Any, iterations: int, timings: dict[str, list[float]] | None)
     return per_pod
 
 
-def podman_env() -> dict[str, str]:
-    sys.path.insert(0, str(SHARED))
-    import benchlib  # type: ignore[import-not-found]
-
-    conf = WORK / "containers.conf"
-    conf.write_text(
-        benchlib.containers_conf_text().replace(
-            f'tmp_dir = "{benchlib.RUN_ROOT}/libpod"', f'tmp_dir = "{RUN_ROOT}/libpod"'
-        )
-    )
-    storage = WORK / "storage.conf"
-    storage.write_text(
-        "[storage]\n"
-        'driver = "overlay"\n'
-        f'graphroot = "{WORK / "podman"}"\n'
-        f'runroot = "{RUN_ROOT / "podman"}"\n'
-    )
-    env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(conf)
-    env["CONTAINERS_STORAGE_CONF"] = str(storage)
-    env.setdefault("TMPDIR", "/var/tmp")
-    return env
-
-
 def cli_loop(prefix: list[str], image: str, runs: int, env: dict[str, str]) -> list[float]:
     def sh(*args: str) -> None:
         subprocess.run([*prefix, *args], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -156,10 +126,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if os.geteuid() != 0:
-        die("run as root")
+        bc.die(BENCH, "run as root")
     for tool in ("podman", "skopeo", "catatonit", "conmon"):
         if shutil.which(tool) is None:
-            die(f"{tool} not found")
+            bc.die(BENCH, f"{tool} not found")
     WORK.mkdir(parents=True, exist_ok=True)
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     from skiff.testing.busybox import build_busybox_layout
@@ -189,7 +159,7 @@ def main() -> None:
             results["skiff_cli"] = summary(cli_loop(skiff, env.image, args.cli_runs, skiff_env))
         finally:
             env.close()
-        penv = podman_env()
+        penv = bc.peer_env(WORK, RUN_ROOT, own_tmp_dir=True)
         podman = ["podman"]
         image = "localhost/cribench/busybox:latest"
         subprocess.run(

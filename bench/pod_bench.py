@@ -35,21 +35,16 @@ modules are byte-compiled first, as a pip install does.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SKIFF = Path(sys.executable).parent / "skiff"
-SHARED = Path("/work/shared/bench")
-BENCH_ROOT = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench"))
-WORK = BENCH_ROOT / "skiff-pod-bench"
+import benchcommon as bc
+
+BENCH = "bench/pod"
+WORK = bc.BENCH_ROOT / "skiff-pod-bench"
 RUN_ROOT = Path("/run/skiff-pod-bench")
 IMAGE = "localhost/podbench/busybox:latest"
 POD = "benchpod"
@@ -64,67 +59,19 @@ class Case:
     runs: int
 
 
-def die(message: str) -> None:
-    print(f"bench/pod: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
 def skiff_prefix() -> str:
-    return (
-        f"{SKIFF} --root {WORK / 'skiff'} --runroot {RUN_ROOT / 'skiff'} --storage-driver overlay"
-    )
-
-
-def podman_env() -> dict[str, str]:
-    sys.path.insert(0, str(SHARED))
-    import benchlib  # type: ignore[import-not-found]
-
-    conf = WORK / "containers.conf"
-    conf.write_text(
-        benchlib.containers_conf_text().replace(
-            f'tmp_dir = "{benchlib.RUN_ROOT}/libpod"', f'tmp_dir = "{RUN_ROOT}/libpod"'
-        )
-    )
-    storage = WORK / "storage.conf"
-    storage.write_text(
-        "[storage]\n"
-        'driver = "overlay"\n'
-        f'graphroot = "{WORK / "podman"}"\n'
-        f'runroot = "{RUN_ROOT / "podman"}"\n'
-    )
-    env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(conf)
-    env["CONTAINERS_STORAGE_CONF"] = str(storage)
-    env.setdefault("TMPDIR", "/var/tmp")
-    return env
+    return bc.skiff_prefix(WORK, RUN_ROOT, "overlay")
 
 
 def check_environment() -> None:
-    for tool in ("hyperfine", "podman", "skopeo", "catatonit"):
-        if shutil.which(tool) is None:
-            die(f"{tool} not found (see /work/shared/bench/README.md)")
-    if not os.path.ismount(BENCH_ROOT):
-        print(
-            f"bench/pod: warning: {BENCH_ROOT} is not the benchfs mount "
-            f"({SHARED}/benchfs up); disk timings will differ from the anchors'",
-            file=sys.stderr,
-        )
+    bc.require_tools(BENCH, ("hyperfine", "podman", "skopeo", "catatonit"))
+    bc.warn_unless_benchfs(BENCH)
     WORK.mkdir(parents=True, exist_ok=True)
-
-
-def compile_skiff() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def load_images(env: dict[str, str]) -> None:
     """The busybox test image in both stores (and each tool's pause image, built once)."""
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(bc.REPO))
     from skiff.testing.busybox import build_busybox_layout
 
     layout = build_busybox_layout(WORK / "layout")
@@ -182,23 +129,19 @@ def kube_script(tool: str, network: str) -> str:
     )
 
 
-def run_case(case: Case, warmup: int, env: dict[str, str], out_dir: Path) -> dict[str, float]:
+def run_case(
+    case: Case, warmup: int, env: dict[str, str], out_dir: Path
+) -> dict[str, tuple[float, float]]:
     skiff = skiff_prefix()
     make = kube_script if case.name.startswith("kube") else script
-    export = out_dir / f"{case.name}.json"
-    argv = [
-        "hyperfine", "--style", "basic", "--warmup", str(warmup), "--runs", str(case.runs),
-        "--export-json", str(export),
+    commands = [
         "-n", "podman", "--prepare", f"podman pod rm -f -t 0 {POD} >/dev/null 2>&1; true",
         make("podman", case.network),
         "-n", "skiff", "--prepare", f"{skiff} pod rm -f -t 0 {POD} >/dev/null 2>&1; true",
         make(skiff, case.network),
     ]  # fmt: skip
-    subprocess.run(argv, env=env, check=True)
-    results = json.loads(export.read_text())["results"]
-    return {r["command"]: r["median"] for r in results} | {
-        f"{r['command']}-cpu": r["user"] + r["system"] for r in results
-    }
+    export = out_dir / f"{case.name}.json"
+    return bc.hyperfine(case.runs, warmup, export, commands, shell=True, env=env)
 
 
 def main() -> None:
@@ -209,8 +152,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
     args = parser.parse_args()
     check_environment()
-    compile_skiff()
-    env = podman_env()
+    bc.compile_skiff()
+    env = bc.peer_env(WORK, RUN_ROOT, own_tmp_dir=True)
     load_images(env)
     (WORK / "pod.yaml").write_text(KUBE_YAML)
     chosen = args.case or list(CASES)
@@ -223,12 +166,13 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for case in cases:
-        medians = run_case(case, args.warmup, env, out_dir)
-        ratio = medians["skiff"] / medians["podman"]
+        times = run_case(case, args.warmup, env, out_dir)
+        (podman, podman_cpu), (skiff, skiff_cpu) = times["podman"], times["skiff"]
+        ratio = skiff / podman
         rows.append(
-            f"| {case.name} | {medians['podman'] * 1000:.0f} ms | {medians['skiff'] * 1000:.0f} ms "
+            f"| {case.name} | {podman * 1000:.0f} ms | {skiff * 1000:.0f} ms "
             f"| {ratio:.2f} | ≤ {GOAL} {'✓' if ratio <= GOAL else '✗'} "
-            f"| {medians['podman-cpu'] * 1000:.0f} / {medians['skiff-cpu'] * 1000:.0f} ms |"
+            f"| {podman_cpu * 1000:.0f} / {skiff_cpu * 1000:.0f} ms |"
         )
     print()
     print(

@@ -29,28 +29,19 @@ modules are byte-compiled first, as a pip install does.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SKIFF = Path(sys.executable).parent / "skiff"
-SHARED = Path("/work/shared/bench")
-REGISTRY = "localhost:5000"
-BENCH_ROOT = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench"))
-WORK = BENCH_ROOT / "skiff-pull-bench"
+import benchcommon as bc
+
+BENCH = "bench/pull"
+REGISTRY = bc.REGISTRY
+WORK = bc.BENCH_ROOT / "skiff-pull-bench"
 RUN_ROOT = Path("/run/skiff-pull-bench")
 IMAGES = ("small", "medium", "manyfiles", "large")
 TAGS = {"gzip": "latest", "zstd": "zstd"}
@@ -69,111 +60,16 @@ class Case:
     goal: float | None
 
 
-def die(message: str) -> None:
-    print(f"bench/pull: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def podman_env() -> dict[str, str]:
-    """The anchors' containers.conf, and a storage.conf of this benchmark's own."""
-    sys.path.insert(0, str(SHARED))
-    import benchlib  # type: ignore[import-not-found]
-
-    conf = WORK / "containers.conf"
-    conf.write_text(benchlib.containers_conf_text())
-    storage = WORK / "storage.conf"
-    storage.write_text(
-        "[storage]\n"
-        'driver = "overlay"\n'
-        f'graphroot = "{WORK / "podman"}"\n'
-        f'runroot = "{RUN_ROOT / "podman"}"\n'
-    )
-    env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(conf)
-    env["CONTAINERS_STORAGE_CONF"] = str(storage)
-    env.setdefault("TMPDIR", "/var/tmp")
-    return env
-
-
 def check_environment() -> None:
-    for tool in ("hyperfine", "podman", "docker-registry"):
-        if shutil.which(tool) is None:
-            die(f"{tool} not found (see /work/shared/bench/README.md)")
-    try:
-        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2).close()
-    except OSError as exc:
-        die(f"no registry on {REGISTRY} ({exc}); start it: {SHARED}/registry start")
-    if not os.path.ismount(BENCH_ROOT):
-        print(
-            f"bench/pull: warning: {BENCH_ROOT} is not the benchfs mount "
-            f"({SHARED}/benchfs up); disk timings will differ from the anchors'",
-            file=sys.stderr,
-        )
+    bc.require_tools(BENCH, ("hyperfine", "podman", "docker-registry"))
+    bc.require_registry(BENCH)
+    bc.warn_unless_benchfs(BENCH)
     WORK.mkdir(parents=True, exist_ok=True)
-
-
-def compile_skiff() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def sink_registry() -> Iterator[tuple[str, Path]]:
-    """A docker-registry on a free loopback port with its storage in WORK."""
-    root = Path(tempfile.mkdtemp(prefix="sink.", dir=WORK))
-    storage = root / "storage"
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: error, accesslog: {disabled: true}}\n"
-        f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}},"
-        " maintenance: {uploadpurging: {enabled: false}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', secret: bench-pull-sink}}\n"
-    )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    die(f"sink registry did not start; see {root / 'registry.log'}")
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}", storage
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def cases(sink: str, sink_storage: Path) -> list[Case]:
     podman = "podman"
-    skiff = f"{SKIFF} --root {WORK / 'skiff'} --runroot {RUN_ROOT / 'skiff'}"
+    skiff = bc.skiff_prefix(WORK, RUN_ROOT)
     all_refs = " ".join(f"{REGISTRY}/bench/{i}:{t}" for i in IMAGES for t in TAGS.values())
     reset_podman = f"sh -c '{podman} rmi -f -i {all_refs} >/dev/null'"
     reset_skiff = f"sh -c '{skiff} rmi -f -i {all_refs} >/dev/null'"
@@ -214,26 +110,16 @@ def cases(sink: str, sink_storage: Path) -> list[Case]:
 def pull_for_push(case: Case, env: dict[str, str]) -> None:
     """A push case needs the image in both stores."""
     ref = f"{REGISTRY}/bench/{case.image}:latest"
-    subprocess.run(["podman", "pull", "-q", "--tls-verify=false", ref], env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run(
-        [str(SKIFF), "--root", str(WORK / "skiff"), "--runroot", str(RUN_ROOT / "skiff"),
-         "pull", "-q", "--tls-verify=false", ref],
-        env=env, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    bc.pull_both("podman", bc.skiff_prefix(WORK, RUN_ROOT), ref, env)
 
 
 def run_case(
     case: Case, runs: int, warmup: int, json_dir: Path, env: dict[str, str]
 ) -> dict[str, tuple[float, float]]:
+    commands = ["--prepare", case.podman_prepare, "--command-name", "podman", case.podman]
+    commands += ["--prepare", case.skiff_prepare, "--command-name", "skiff", case.skiff]
     export = json_dir / f"{case.name}.json"
-    argv = ["hyperfine", "-N", "--style", "basic", "--runs", str(runs), "--warmup", str(warmup)]
-    argv += ["--export-json", str(export)]
-    argv += ["--prepare", case.podman_prepare, "--command-name", "podman", case.podman]
-    argv += ["--prepare", case.skiff_prepare, "--command-name", "skiff", case.skiff]
-    subprocess.run(argv, check=True, stdout=sys.stderr, env=env)
-    results = json.loads(export.read_text())["results"]
-    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+    return bc.hyperfine(runs, warmup, export, commands, stdout=sys.stderr, env=env)
 
 
 def peak_rss(prepare: str, command: str, env: dict[str, str]) -> int:
@@ -259,12 +145,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
     args = parser.parse_args()
     check_environment()
-    compile_skiff()
-    env = podman_env()
+    bc.compile_skiff()
+    env = bc.peer_env(WORK, RUN_ROOT)
     json_dir = args.json or Path(tempfile.mkdtemp(prefix="json.", dir=WORK))
     json_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    with sink_registry() as (sink, storage):
+    with bc.sink_registry(BENCH, WORK, "sink.", "bench-pull-sink") as (sink, storage):
         for case in cases(sink, storage):
             if args.case and case.name not in args.case:
                 continue
@@ -290,9 +176,7 @@ def main() -> None:
     for case, medians, (podman_rss, skiff_rss) in rows:
         (podman, podman_cpu), (skiff, skiff_cpu) = medians["podman"], medians["skiff"]
         ratio = skiff / podman
-        goal = "—"
-        if case.goal is not None:
-            goal = f"≤ {case.goal} {'ok' if ratio <= case.goal else 'MISSED'}"
+        goal = "—" if case.goal is None else bc.goal_cell(ratio, case.goal)
         print(
             f"| {case.name} | {podman:.3f} | {skiff:.3f} | {ratio:.2f} | {goal} "
             f"| {podman_cpu:.3f} | {skiff_cpu:.3f} | {podman_rss / 1024:.0f} | {skiff_rss / 1024:.0f} |"

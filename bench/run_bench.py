@@ -35,18 +35,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SKIFF = Path(sys.executable).parent / "skiff"
-SHARED = Path("/work/shared/bench")
-REGISTRY = "localhost:5000"
+import benchcommon as bc
+
+BENCH = "bench/run"
+REGISTRY = bc.REGISTRY
 IMAGE = f"{REGISTRY}/bench/small:latest"
-BENCH_ROOT = Path(os.environ.get("BENCH_STORAGE_ROOT", "/var/lib/containers/skiff-bench"))
-WORK = BENCH_ROOT / "skiff-run-bench"
+WORK = bc.BENCH_ROOT / "skiff-run-bench"
 RUN_ROOT = Path("/run/skiff-run-bench")
 BUNDLE = WORK / "bundle"
 FLOOR_ID = "skiff-run-bench-floor"
@@ -70,61 +67,15 @@ class Case:
     setup: list[str] = field(default_factory=list)
 
 
-def die(message: str) -> None:
-    print(f"bench/run: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
 def skiff_prefix() -> str:
-    return f"{SKIFF} --root {WORK / 'skiff'} --runroot {RUN_ROOT / 'skiff'}"
-
-
-def podman_env() -> dict[str, str]:
-    """The anchors' containers.conf, and a storage.conf of this benchmark's own."""
-    sys.path.insert(0, str(SHARED))
-    import benchlib  # type: ignore[import-not-found]
-
-    conf = WORK / "containers.conf"
-    conf.write_text(benchlib.containers_conf_text())
-    storage = WORK / "storage.conf"
-    storage.write_text(
-        "[storage]\n"
-        'driver = "overlay"\n'
-        f'graphroot = "{WORK / "podman"}"\n'
-        f'runroot = "{RUN_ROOT / "podman"}"\n'
-    )
-    env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(conf)
-    env["CONTAINERS_STORAGE_CONF"] = str(storage)
-    env.setdefault("TMPDIR", "/var/tmp")
-    return env
+    return bc.skiff_prefix(WORK, RUN_ROOT)
 
 
 def check_environment() -> None:
-    for tool in ("hyperfine", "podman", "runc"):
-        if shutil.which(tool) is None:
-            die(f"{tool} not found (see /work/shared/bench/README.md)")
-    try:
-        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2).close()
-    except OSError as exc:
-        die(f"no registry on {REGISTRY} ({exc}); start it: {SHARED}/registry start")
-    if not os.path.ismount(BENCH_ROOT):
-        print(
-            f"bench/run: warning: {BENCH_ROOT} is not the benchfs mount "
-            f"({SHARED}/benchfs up); disk timings will differ from the anchors'",
-            file=sys.stderr,
-        )
+    bc.require_tools(BENCH, ("hyperfine", "podman", "runc"))
+    bc.require_registry(BENCH)
+    bc.warn_unless_benchfs(BENCH)
     WORK.mkdir(parents=True, exist_ok=True)
-
-
-def compile_skiff() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "skiff")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def ensure_bundle() -> None:
@@ -134,7 +85,7 @@ def ensure_bundle() -> None:
         return
     source = Path(os.environ.get("BENCH_STATE", "/var/tmp/skiff-bench")) / "gen/v1/small/layer0"
     if not source.is_dir():
-        die(f"fixture content missing ({source}): run {SHARED}/fixtures")
+        bc.die(BENCH, f"fixture content missing ({source}): run {bc.SHARED}/fixtures")
     shutil.rmtree(BUNDLE, ignore_errors=True)
     BUNDLE.mkdir(parents=True)
     shutil.copytree(source, BUNDLE / "rootfs", symlinks=True)
@@ -147,18 +98,7 @@ def ensure_bundle() -> None:
 
 
 def pull_images(env: dict[str, str]) -> None:
-    subprocess.run(
-        ["podman", "pull", "-q", "--tls-verify=false", IMAGE],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    subprocess.run(
-        [*skiff_prefix().split(), "pull", "-q", "--tls-verify=false", IMAGE],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    bc.pull_both("podman", skiff_prefix(), IMAGE, env)
 
 
 def floor() -> Command:
@@ -245,16 +185,13 @@ def remove_bench_containers(env: dict[str, str]) -> None:
 def run_case(
     case: Case, warmup: int, json_dir: Path, env: dict[str, str]
 ) -> dict[str, tuple[float, float]]:
+    commands: list[str] = []
+    for command in case.commands:
+        commands += ["--prepare", command.prepare]
+    for command in case.commands:
+        commands += ["--command-name", command.label, command.command]
     export = json_dir / f"{case.name}.json"
-    argv = ["hyperfine", "-N", "--style", "basic", "--runs", str(case.runs)]
-    argv += ["--warmup", str(warmup), "--export-json", str(export)]
-    for command in case.commands:
-        argv += ["--prepare", command.prepare]
-    for command in case.commands:
-        argv += ["--command-name", command.label, command.command]
-    subprocess.run(argv, check=True, stdout=sys.stderr, env=env)
-    results = json.loads(export.read_text())["results"]
-    return {r["command"]: (r["median"], r["user"] + r["system"]) for r in results}
+    return bc.hyperfine(case.runs, warmup, export, commands, stdout=sys.stderr, env=env)
 
 
 def main() -> None:
@@ -268,9 +205,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep hyperfine's JSON exports here")
     args = parser.parse_args()
     check_environment()
-    compile_skiff()
+    bc.compile_skiff()
     ensure_bundle()
-    env = podman_env()
+    env = bc.peer_env(WORK, RUN_ROOT)
     pull_images(env)
     json_dir = args.json or Path(tempfile.mkdtemp(prefix="json.", dir=WORK))
     json_dir.mkdir(parents=True, exist_ok=True)
@@ -297,9 +234,7 @@ def main() -> None:
         skiff, skiff_cpu = medians["skiff"]
         podman, podman_cpu = medians["podman"]
         ratio = skiff / podman
-        goal = "—"
-        if case.goal is not None:
-            goal = f"≤ {case.goal} {'ok' if ratio <= case.goal else 'MISSED'}"
+        goal = "—" if case.goal is None else bc.goal_cell(ratio, case.goal)
         runc = overhead = over_goal = "—"
         if "runc" in medians:
             floor_s = medians["runc"][0]
