@@ -12,6 +12,12 @@ Session-scoped (started on first use, stopped at the end of the run):
 
 Function-scoped:
   ``tmp_shm``              a fresh directory on /dev/shm, removed afterwards.
+  ``env``                  a ContainerEnv (skiff.testing.containers: a private
+                           store with the busybox image) in ``tmp_shm``; closing
+                           it after the test fails the test if skiff left a
+                           container, mount, process or network behind. A module
+                           whose tests need another environment defines its own
+                           ``env`` fixture, which pytest uses instead of this one.
   ``registry_factory``     ``start(Variant.PLAIN|TLS|BASIC|TOKEN) -> RunningRegistry``:
                            a private registry (corrupt its storage freely),
                            stopped and removed after the test.
@@ -38,6 +44,7 @@ import pytest
 
 from skiff.testing import shm_tempdir
 from skiff.testing.busybox import BusyboxImage, build_busybox_layout
+from skiff.testing.containers import ContainerEnv
 from skiff.testing.faultproxy import FaultProxy
 from skiff.testing.registry import RegistryFactory, RunningRegistry, Variant
 from skiff.testing.tlsutil import CertificateAuthority
@@ -134,6 +141,16 @@ def fault_proxy(
 @pytest.fixture(scope="session")
 def busybox_layout(session_shm: Path) -> BusyboxImage:
     return build_busybox_layout(session_shm / "busybox-layout")
+
+
+@pytest.fixture
+def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
+    """The container tests' environment; see the module docstring."""
+    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
+    try:
+        yield environment
+    finally:
+        environment.close()
 
 
 @pytest.fixture

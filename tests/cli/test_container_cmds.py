@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import assert_clean_failure
 from skiff.testing.containers import ContainerEnv, wait_for
 
@@ -35,15 +34,6 @@ pytestmark = [
 ]
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 @pytest.fixture

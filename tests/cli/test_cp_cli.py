@@ -14,27 +14,16 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import BusyboxImage
 from skiff.testing.containers import ContainerEnv
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
     pytest.mark.skipif(shutil.which("conmon") is None, reason="conmon is not installed"),
 ]
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,12 @@ import pytest
 import yaml
 
 from skiff.runtime.specgen.host import detect_cgroup_layout
-from skiff.testing.busybox import BusyboxImage
 from skiff.testing.containers import ContainerEnv
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
     pytest.mark.skipif(shutil.which("conmon") is None, reason="conmon is not installed"),
 ]
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 def info(env: ContainerEnv) -> dict[str, Any]:

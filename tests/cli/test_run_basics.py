@@ -13,12 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import assert_clean_failure
 from skiff.testing.containers import ContainerEnv, wait_for, wait_output
 
@@ -26,15 +24,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
     pytest.mark.skipif(shutil.which("conmon") is None, reason="conmon is not installed"),
 ]
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 def restart_count(env: ContainerEnv, ref: str) -> int:

@@ -15,27 +15,16 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import INDEX_HTML, BusyboxImage
+from skiff.testing.busybox import INDEX_HTML
 from skiff.testing.containers import ContainerEnv, wait_for, wait_output
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
     pytest.mark.skipif(shutil.which("conmon") is None, reason="conmon is not installed"),
 ]
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 def free_port() -> int:

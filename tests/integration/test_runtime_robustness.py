@@ -20,12 +20,9 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import Result, assert_clean_failure
 from skiff.testing.containers import ContainerEnv
 from skiff.testing.network import mounts_under
@@ -34,15 +31,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
     pytest.mark.skipif(shutil.which("conmon") is None, reason="conmon is not installed"),
 ]
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 # --- the client killed half-way ---------------------------------------------------------------

@@ -23,12 +23,11 @@ import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import BusyboxImage, LayerEntry, busybox_entries, layer_tar, write_image
+from skiff.testing.busybox import LayerEntry, busybox_entries, layer_tar, write_image
 from skiff.testing.cli import assert_clean_failure
 from skiff.testing.containers import ContainerEnv, wait_for
 
@@ -38,15 +37,6 @@ pytestmark = [
 ]
 
 SECRET = "host-secret\n"
-
-
-@pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[ContainerEnv]:
-    environment = ContainerEnv(tmp_shm / "env", busybox_layout)
-    try:
-        yield environment
-    finally:
-        environment.close()
 
 
 @pytest.fixture
