@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from skiff.testing.network import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,12 +33,6 @@ def tour_lines() -> list[str]:
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block is not None, "the tour has no ```sh block"
     return [line for line in block.group(1).splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_readme_image_tour_runs_as_written(tmp_shm: Path) -> None:
@@ -88,3 +83,53 @@ def test_readme_image_tour_runs_as_written(tmp_shm: Path) -> None:
     assert result.stdout.count(f'"Name": "localhost:{port}/demo/busybox"') == 2
     assert not tour_dir.exists()
     assert not (tmp_shm / f"skiff-demo-registry-{port}").exists()
+
+
+def test_readme_container_tour_runs_as_written(tmp_shm: Path) -> None:
+    """The "Tour: containers, builds and pods" block, as a reader pastes it."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Tour: containers, builds and pods", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the tour has no ```sh block"
+    registry_port, web_port = free_port(), free_port()
+    store = tmp_shm / "skiff-ctr"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_shm),
+        "XDG_RUNTIME_DIR": str(tmp_shm),
+        "TMPDIR": str(tmp_shm),
+        "DEMO_REGISTRY_PORT": str(registry_port),
+    }
+    lines = [
+        line.replace("localhost:5000", f"localhost:{registry_port}")
+        .replace("/tmp/skiff-ctr", str(store))
+        .replace("18080", str(web_port))
+        for line in block.group(1).splitlines()
+        if line.strip()
+    ]
+    try:
+        result = subprocess.run(
+            ["bash", "-c", "\n".join(["set -euo pipefail", *lines])],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        subprocess.run(
+            ["scripts/demo-registry", "stop"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, f"tour failed:\n{result.stdout}\n{result.stderr}"
+    out = result.stdout
+    assert "hello from " in out
+    assert out.count("<h1>skiff busybox</h1>") == 3  # curl, exec wget, the pod member's wget
+    assert "web Up" in out and f"127.0.0.1:{web_port}->80/tcp" in out
+    assert "<h1>Hello from skiff</h1>" in out  # the built image's page
+    assert not store.exists()
