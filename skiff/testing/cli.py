@@ -112,8 +112,10 @@ class CliEnv:
         input_text: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = TIMEOUT,
+        cwd: Path | None = None,
     ) -> Result:
-        """Run ``argv``; raise CommandFailed unless it exits with ``expect`` (None: any)."""
+        """Run ``argv`` (in ``cwd``, else the environment's directory); raise
+        CommandFailed unless it exits with ``expect`` (None: any)."""
         completed = subprocess.run(
             argv,
             input=input_text,
@@ -121,7 +123,7 @@ class CliEnv:
             capture_output=True,
             text=True,
             env=self.environ(env),
-            cwd=self.base,
+            cwd=cwd or self.base,
             timeout=timeout,
             check=False,
         )

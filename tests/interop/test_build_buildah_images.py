@@ -22,22 +22,26 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
-import resource
 import shutil
-import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from buildah_peers import (
+    BUILDAH_ARTEFACTS,
+    Peers,
+    copy_buildahs_image_to_skiff,
+    describe,
+    export_both,
+    image_config,
+    load_skiffs_image_into_podman,
+    peer_envs,
+    unpack,
+)
 
 from skiff.testing.busybox import BusyboxImage
-from skiff.testing.cli import Result
 from skiff.testing.containers import ContainerEnv
 
 pytestmark = [
@@ -72,8 +76,6 @@ STOPSIGNAL SIGINT
 ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["run.sh"]
 """
-BUILDAH_ARTEFACTS = {"etc/hostname", "run"}
-"""Mount points buildah 1.28 leaves behind after RUN (their parents' mtimes differ too)."""
 COMPARED_CONFIG = (
     "Env",
     "Cmd",
@@ -87,79 +89,14 @@ COMPARED_CONFIG = (
 )
 
 
-def _containers_conf(path: Path) -> Path:
-    """runc, cgroupfs and rlimits this host lets a runtime set (see bench/benchlib.py)."""
-    nofile = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    nproc = min(pid_max, 32768, hard if hard != resource.RLIM_INFINITY else 1 << 30)
-    path.write_text(
-        "[containers]\n"
-        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
-        "[engine]\n"
-        'runtime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-        f'tmp_dir = "{path.parent}/libpod-tmp"\n'
-    )
-    return path
-
-
-@dataclass
-class Peers:
-    """buildah, podman and skopeo on one private vfs store under ``base``."""
-
-    base: Path
-    cli: ContainerEnv
-
-    @property
-    def store_flags(self) -> list[str]:
-        return [
-            "--root",
-            str(self.base / "root"),
-            "--runroot",
-            str(self.base / "run"),
-            "--storage-driver",
-            "vfs",
-        ]
-
-    @property
-    def storage_spec(self) -> str:
-        return f"[vfs@{self.base / 'root'}+{self.base / 'run'}]"
-
-    def env(self) -> dict[str, str]:
-        return {"CONTAINERS_CONF": str(self.base / "containers.conf")}
-
-    def buildah(self, *args: str | Path) -> Result:
-        return self.cli.run(
-            ["buildah", *self.store_flags, *(str(a) for a in args)], env=self.env(), timeout=300
-        )
-
-    def podman(self, *args: str | Path) -> Result:
-        return self.cli.run(
-            ["podman", *self.store_flags, "--events-backend", "none", *(str(a) for a in args)],
-            env=self.env(),
-            timeout=300,
-        )
-
-
 @pytest.fixture
 def envs(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[tuple[ContainerEnv, Peers]]:
-    skiff = ContainerEnv(tmp_shm / "skiff", busybox_layout)
-    peers_dir = tmp_shm / "peers"
-    peers_dir.mkdir()
-    _containers_conf(peers_dir / "containers.conf")
-    peers = Peers(peers_dir, skiff)
-    peers.buildah("pull", "-q", busybox_layout.reference)
-    peers.buildah("tag", f"localhost/{busybox_layout.layout.relative_to('/')}:latest", skiff.image)
-    try:
+    with peer_envs(tmp_shm, busybox_layout) as (skiff, peers):
+        peers.buildah("pull", "-q", busybox_layout.reference)
+        peers.buildah(
+            "tag", f"localhost/{busybox_layout.layout.relative_to('/')}:latest", skiff.image
+        )
         yield skiff, peers
-    finally:
-        for argv in (
-            ["buildah", *peers.store_flags, "rm", "--all"],
-            ["podman", *peers.store_flags, "rm", "-a", "-f"],
-        ):
-            subprocess.run(argv, capture_output=True, env=skiff.environ(peers.env()), check=False)
-        skiff.skiff("builder", "rm", "--all", expect=None)
-        skiff.close()
 
 
 def _context(base: Path) -> Path:
@@ -214,70 +151,20 @@ def _build_both(skiff: ContainerEnv, peers: Peers, ctx: Path) -> None:
     )
 
 
-def _unpack(layout: Path, tag: str, bundle: Path) -> Path:
-    subprocess.run(
-        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
-    return bundle / "rootfs"
-
-
-def _describe(root: Path) -> dict[str, tuple[Any, ...]]:
-    out: dict[str, tuple[Any, ...]] = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        st = path.lstat()
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISLNK(st.st_mode):
-            what: tuple[Any, ...] = ("link", os.readlink(path))
-        elif stat.S_ISDIR(st.st_mode):
-            what = ("dir",)
-        else:
-            what = ("file", path.read_bytes())
-        out[rel] = (*what, mode, st.st_uid, st.st_gid, int(st.st_mtime))
-    return out
-
-
-def _image_config(layout: Path, tag: str) -> dict[str, Any]:
-    index = json.loads((layout / "index.json").read_text())
-    entry = next(
-        m
-        for m in index["manifests"]
-        if m["annotations"]["org.opencontainers.image.ref.name"] == tag
-    )
-    blobs = layout / "blobs" / "sha256"
-    manifest = json.loads((blobs / entry["digest"].split(":")[1]).read_text())
-    config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_text())
-    inner = dict(config.get("config") or {})
-    labels = dict(inner.get("Labels") or {})
-    labels.pop("io.buildah.version", None)
-    inner["Labels"] = labels
-    return {key: inner.get(key) for key in COMPARED_CONFIG}
-
-
 def test_same_containerfile_same_image(envs: tuple[ContainerEnv, Peers], tmp_shm: Path) -> None:
     skiff, peers = envs
     ctx = _context(tmp_shm)
     _build_both(skiff, peers, ctx)
     layout = tmp_shm / "compare"
-    skiff.skopeo(
-        "copy",
-        "--quiet",
-        f"containers-storage:{peers.storage_spec}localhost/built:buildah",
-        f"oci:{layout}:buildah",
-    )
-    skiff.skiff(
-        "image", "copy", "-q", "containers-storage:localhost/built:skiff", f"oci:{layout}:skiff"
-    )
-    ours_config = _image_config(layout, "skiff")
-    assert ours_config == _image_config(layout, "buildah")
+    export_both(skiff, peers, layout)
+    ours_config = image_config(layout, "skiff", COMPARED_CONFIG)
+    assert ours_config == image_config(layout, "buildah", COMPARED_CONFIG)
     assert ours_config["Env"][-2:] == [
         "APP_HOME=/opt/app",
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/app",
     ]
-    theirs = _describe(_unpack(layout, "buildah", tmp_shm / "bundle-buildah"))
-    ours = _describe(_unpack(layout, "skiff", tmp_shm / "bundle-skiff"))
+    theirs = describe(unpack(layout, "buildah", tmp_shm / "bundle-buildah"))
+    ours = describe(unpack(layout, "skiff", tmp_shm / "bundle-skiff"))
     assert set(theirs) - set(ours) == BUILDAH_ARTEFACTS
     for artefact in BUILDAH_ARTEFACTS:
         del theirs[artefact]
@@ -296,15 +183,7 @@ def test_each_runs_the_others_image(envs: tuple[ContainerEnv, Peers], tmp_shm: P
     skiff, peers = envs
     _build_both(skiff, peers, _context(tmp_shm))
     # skiff's image in podman
-    archive = tmp_shm / "skiff-built.tar"
-    skiff.skiff(
-        "image",
-        "copy",
-        "-q",
-        "containers-storage:localhost/built:skiff",
-        f"oci-archive:{archive}:localhost/built:skiff",
-    )
-    peers.podman("load", "-q", "-i", archive)
+    load_skiffs_image_into_podman(skiff, peers, tmp_shm / "skiff-built.tar")
     out = peers.podman("run", "--rm", "--network", "none", "localhost/built:skiff")
     assert out.stdout == "app 2.5\n"
     out = peers.podman(
@@ -317,16 +196,7 @@ def test_each_runs_the_others_image(envs: tuple[ContainerEnv, Peers], tmp_shm: P
     )
     assert out.stdout == "www\n/opt/app\ntool\n"
     # buildah's image in skiff
-    layout = tmp_shm / "from-buildah"
-    skiff.skopeo(
-        "copy",
-        "--quiet",
-        f"containers-storage:{peers.storage_spec}localhost/built:buildah",
-        f"oci:{layout}:b",
-    )
-    skiff.skiff(
-        "image", "copy", "-q", f"oci:{layout}:b", "containers-storage:localhost/from-buildah:1"
-    )
+    copy_buildahs_image_to_skiff(skiff, peers, tmp_shm / "from-buildah")
     out = skiff.skiff("run", "--rm", "--network", "none", "localhost/from-buildah:1")
     assert out.stdout == "app 2.5\n"
     # and skiff builds on buildah's image, its cache included

@@ -23,22 +23,26 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
-import resource
 import shutil
-import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from buildah_peers import (
+    BUILDAH_ARTEFACTS,
+    Peers,
+    copy_buildahs_image_to_skiff,
+    describe,
+    export_both,
+    image_config,
+    load_skiffs_image_into_podman,
+    peer_envs,
+    unpack,
+)
 
 from skiff.testing.busybox import BusyboxImage
-from skiff.testing.cli import CliEnv, Result
 from skiff.testing.containers import ContainerEnv
 
 pytestmark = [
@@ -50,8 +54,6 @@ pytestmark = [
     ),
 ]
 
-BUILDAH_ARTEFACTS = {"etc/hostname", "run"}
-"""Mount points buildah 1.28 leaves behind after ``run``."""
 COMPARED_CONFIG = (
     "Env",
     "Cmd",
@@ -64,92 +66,10 @@ COMPARED_CONFIG = (
 )
 
 
-def _containers_conf(path: Path) -> Path:
-    """runc, cgroupfs and rlimits this host lets a runtime set (see bench/benchlib.py)."""
-    nofile = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    nproc = min(pid_max, 32768, hard if hard != resource.RLIM_INFINITY else 1 << 30)
-    path.write_text(
-        "[containers]\n"
-        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
-        "[engine]\n"
-        'runtime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-        f'tmp_dir = "{path.parent}/libpod-tmp"\n'
-    )
-    return path
-
-
-@dataclass
-class Peers:
-    """buildah, podman and skopeo on one private vfs store under ``base``."""
-
-    base: Path
-    cli: CliEnv
-
-    @property
-    def store_flags(self) -> list[str]:
-        return [
-            "--root",
-            str(self.base / "root"),
-            "--runroot",
-            str(self.base / "run"),
-            "--storage-driver",
-            "vfs",
-        ]
-
-    @property
-    def storage_spec(self) -> str:
-        return f"[vfs@{self.base / 'root'}+{self.base / 'run'}]"
-
-    def _env(self) -> dict[str, str]:
-        return {"CONTAINERS_CONF": str(self.base / "containers.conf")}
-
-    def buildah(self, *args: str | Path, cwd: Path | None = None) -> str:
-        result = subprocess.run(
-            ["buildah", *self.store_flags, *(str(a) for a in args)],
-            capture_output=True,
-            text=True,
-            env=self.cli.environ(self._env()),
-            cwd=cwd or self.base,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, f"buildah {args}: {result.stderr}"
-        return result.stdout.strip()
-
-    def podman(self, *args: str | Path) -> Result:
-        return self.cli.run(
-            ["podman", *self.store_flags, "--events-backend", "none", *(str(a) for a in args)],
-            env=self._env(),
-            timeout=300,
-        )
-
-
 @pytest.fixture
 def envs(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[tuple[ContainerEnv, Peers]]:
-    skiff = ContainerEnv(tmp_shm / "skiff", busybox_layout)
-    peers_dir = tmp_shm / "peers"
-    peers_dir.mkdir()
-    _containers_conf(peers_dir / "containers.conf")
-    peers = Peers(peers_dir, skiff)
-    try:
+    with peer_envs(tmp_shm, busybox_layout) as (skiff, peers):
         yield skiff, peers
-    finally:
-        skiff.skiff("builder", "rm", "--all", expect=None)
-        subprocess.run(
-            ["buildah", *peers.store_flags, "rm", "--all"],
-            capture_output=True,
-            env=skiff.environ(peers._env()),
-            check=False,
-        )
-        subprocess.run(
-            ["podman", *peers.store_flags, "rm", "-a", "-f"],
-            capture_output=True,
-            env=skiff.environ(peers._env()),
-            check=False,
-        )
-        skiff.close()
 
 
 def _context(base: Path) -> Path:
@@ -210,7 +130,7 @@ CONFIG = [
 
 
 def _build_with_buildah(peers: Peers, layout: BusyboxImage, ctx: Path) -> str:
-    ctr = peers.buildah("from", "--quiet", layout.reference)
+    ctr = peers.buildah("from", "--quiet", layout.reference).stdout.strip()
     for verb, options, args in STEPS:
         peers.buildah(verb, *options, ctr, *args, cwd=ctx)
     peers.buildah("config", *CONFIG, ctr)
@@ -221,60 +141,10 @@ def _build_with_buildah(peers: Peers, layout: BusyboxImage, ctx: Path) -> str:
 def _build_with_skiff(skiff: ContainerEnv, ctx: Path) -> str:
     ctr = skiff.skiff("from", "busybox").stdout.strip()
     for verb, options, args in STEPS:
-        _run_in(skiff, skiff.skiff_argv("builder", verb, *options, ctr, *args), ctx)
+        skiff.run(skiff.skiff_argv("builder", verb, *options, ctr, *args), cwd=ctx, timeout=300)
     skiff.skiff("builder", "config", *CONFIG, ctr)
     skiff.skiff("builder", "commit", "-q", "--timestamp", "0", ctr, "localhost/built:skiff")
     return ctr
-
-
-def _run_in(env: CliEnv, argv: list[str], cwd: Path) -> None:
-    result = subprocess.run(
-        argv, capture_output=True, text=True, env=env.environ(), cwd=cwd, timeout=300, check=False
-    )
-    assert result.returncode == 0, f"{argv}: {result.stderr}"
-
-
-def _unpack(layout: Path, tag: str, bundle: Path) -> Path:
-    subprocess.run(
-        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
-    return bundle / "rootfs"
-
-
-def _describe(root: Path) -> dict[str, tuple[Any, ...]]:
-    out: dict[str, tuple[Any, ...]] = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        st = path.lstat()
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISLNK(st.st_mode):
-            what: tuple[Any, ...] = ("link", os.readlink(path))
-        elif stat.S_ISDIR(st.st_mode):
-            what = ("dir",)
-        else:
-            what = ("file", path.read_bytes())
-        out[rel] = (*what, mode, st.st_uid, st.st_gid, int(st.st_mtime))
-    return out
-
-
-def _image_config(layout: Path, tag: str) -> dict[str, Any]:
-    index = json.loads((layout / "index.json").read_text())
-    entry = next(
-        m
-        for m in index["manifests"]
-        if m["annotations"]["org.opencontainers.image.ref.name"] == tag
-    )
-    manifest = json.loads((layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_text())
-    config = json.loads(
-        (layout / "blobs" / "sha256" / manifest["config"]["digest"].split(":")[1]).read_text()
-    )
-    inner = dict(config.get("config") or {})
-    labels = dict(inner.get("Labels") or {})
-    labels.pop("io.buildah.version", None)
-    inner["Labels"] = labels
-    return {key: inner.get(key) for key in COMPARED_CONFIG}
 
 
 def test_same_steps_same_image(
@@ -285,18 +155,12 @@ def test_same_steps_same_image(
     _build_with_buildah(peers, busybox_layout, ctx)
     _build_with_skiff(skiff, ctx)
     layout = tmp_shm / "compare"
-    skiff.skopeo(
-        "copy",
-        "--quiet",
-        f"containers-storage:{peers.storage_spec}localhost/built:buildah",
-        f"oci:{layout}:buildah",
+    export_both(skiff, peers, layout)
+    assert image_config(layout, "skiff", COMPARED_CONFIG) == image_config(
+        layout, "buildah", COMPARED_CONFIG
     )
-    skiff.skiff(
-        "image", "copy", "-q", "containers-storage:localhost/built:skiff", f"oci:{layout}:skiff"
-    )
-    assert _image_config(layout, "skiff") == _image_config(layout, "buildah")
-    theirs = _describe(_unpack(layout, "buildah", tmp_shm / "bundle-buildah"))
-    ours = _describe(_unpack(layout, "skiff", tmp_shm / "bundle-skiff"))
+    theirs = describe(unpack(layout, "buildah", tmp_shm / "bundle-buildah"))
+    ours = describe(unpack(layout, "skiff", tmp_shm / "bundle-skiff"))
     assert set(theirs) - set(ours) == BUILDAH_ARTEFACTS
     for artefact in BUILDAH_ARTEFACTS:
         del theirs[artefact]
@@ -316,30 +180,13 @@ def test_each_runs_the_others_image(
     _build_with_buildah(peers, busybox_layout, ctx)
     _build_with_skiff(skiff, ctx)
     # skiff's image in podman
-    archive = tmp_shm / "skiff-built.tar"
-    skiff.skiff(
-        "image",
-        "copy",
-        "-q",
-        "containers-storage:localhost/built:skiff",
-        f"oci-archive:{archive}:localhost/built:skiff",
-    )
-    peers.podman("load", "-q", "-i", archive)
+    load_skiffs_image_into_podman(skiff, peers, tmp_shm / "skiff-built.tar")
     out = peers.podman(
         "run", "--rm", "--network", "none", "localhost/built:skiff", "id -un; cat /built; pwd"
     )
     assert out.stdout == "www\nbuilt\n/opt\n"
     # buildah's image in skiff
-    layout = tmp_shm / "from-buildah"
-    skiff.skopeo(
-        "copy",
-        "--quiet",
-        f"containers-storage:{peers.storage_spec}localhost/built:buildah",
-        f"oci:{layout}:b",
-    )
-    skiff.skiff(
-        "image", "copy", "-q", f"oci:{layout}:b", "containers-storage:localhost/from-buildah:1"
-    )
+    copy_buildahs_image_to_skiff(skiff, peers, tmp_shm / "from-buildah")
     out = skiff.skiff("run", "--rm", "localhost/from-buildah:1", "id -un; cat /built; echo $A")
     assert out.stdout == "www\nbuilt\n1\n"
     # and a working container on buildah's image builds on its layers
