@@ -7,19 +7,15 @@ the resolved file path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-from skiff.errors import ImageError, InvalidReference
-from skiff.image.transports.localfs import path_namespaces, resolve_path, validate_path_scope
-from skiff.image.transports.oci_layout.layout import (
-    format_layout_reference,
-    parse_layout_reference,
-)
+from skiff.errors import ImageError
+from skiff.image.transports.localfs import validate_path_scope
+from skiff.image.transports.oci_layout.layout import LayoutReference, parse_layout_reference
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
     from skiff.image.types import ImageDestination, ImageSource, ImageTransport
 
 NAME = "oci-archive"
@@ -41,42 +37,15 @@ class OCIArchiveTransport:
 
 
 @dataclass(frozen=True)
-class OCIArchiveReference:
+class OCIArchiveReference(LayoutReference):
     """One image (index.json entry) of one archive file."""
 
-    path: str
-    image: str = ""
-    source_index: int | None = None
-    resolved: str = field(default="", compare=False)
-
-    def __post_init__(self) -> None:
-        if self.image and self.source_index is not None:
-            raise InvalidReference(
-                f"invalid {NAME}: reference: both an image name {self.image!r} and a source "
-                f"index @{self.source_index}",
-                "use one of FILE:NAME or FILE:@N",
-            )
-        if not self.resolved:
-            object.__setattr__(self, "resolved", resolve_path(self.path))
+    NAME: ClassVar[str] = NAME
+    PATH_WORD: ClassVar[str] = "FILE"
 
     @property
     def transport(self) -> ImageTransport:
         return TRANSPORT
-
-    def string_within_transport(self) -> str:
-        return format_layout_reference(self.path, self.image, self.source_index)
-
-    def __str__(self) -> str:
-        return f"{NAME}:{self.string_within_transport()}"
-
-    def docker_reference(self) -> NamedReference | None:
-        return None
-
-    def policy_configuration_identity(self) -> str:
-        return self.resolved
-
-    def policy_configuration_namespaces(self) -> list[str]:
-        return path_namespaces(self.resolved)
 
     def new_image_source(self, ctx: SystemContext) -> ImageSource:
         from skiff.image.transports.oci_archive.source import open_archive_source
@@ -86,11 +55,7 @@ class OCIArchiveReference:
     def new_image_destination(self, ctx: SystemContext) -> ImageDestination:
         from skiff.image.transports.oci_archive.destination import OCIArchiveDestination
 
-        if self.source_index is not None:
-            raise InvalidReference(
-                f"{self}: a destination cannot be a source index @{self.source_index}",
-                "name the image to write with FILE:NAME, or give FILE alone",
-            )
+        self.require_no_source_index()
         return OCIArchiveDestination(self, ctx)
 
     def delete_image(self, ctx: SystemContext) -> None:

@@ -20,11 +20,12 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from skiff.errors import BlobUnknown, ImageError, ImageNotFound, InvalidReference, ManifestError
-from skiff.image.transports.localfs import os_error, require_path
+from skiff.image.transports.localfs import os_error, path_namespaces, require_path, resolve_path
 from skiff.image.types import ClosableReader
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import Digest
@@ -45,6 +46,9 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 # containers/image's pattern for ref names (OCI annotations.md grammar)
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+if TYPE_CHECKING:
+    from skiff.image.reference import NamedReference
+
 _REF_NAME_RE = re.compile(rf"\A{_COMPONENT}(?:/{_COMPONENT})*\Z", re.ASCII)
 
 _IMAGE_TYPES = (mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_V2S2, mt.DOCKER_LIST)
@@ -82,6 +86,60 @@ def format_layout_reference(path: str, image: str, source_index: int | None) -> 
     if source_index is not None:
         return f"{path}:@{source_index}"
     return f"{path}:{image}"
+
+
+@dataclass(frozen=True)
+class LayoutReference:
+    """What an ``oci:`` and an ``oci-archive:`` reference are alike: PATH (a
+    layout directory, or a tar of one) as typed, one index.json entry by
+    IMAGE name or by source index @N (never both), and the resolved path,
+    which is the policy.json identity (without IMAGE: containers/image's
+    reasoning, see the oci: transport). Each transport's subclass names
+    itself (``NAME``), the PATH in its hints (``PATH_WORD``) and opens its
+    images.
+    """
+
+    NAME: ClassVar[str]
+    PATH_WORD: ClassVar[str]
+
+    path: str
+    image: str = ""
+    source_index: int | None = None
+    resolved: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.image and self.source_index is not None:
+            raise InvalidReference(
+                f"invalid {self.NAME}: reference: both an image name {self.image!r} and a source "
+                f"index @{self.source_index}",
+                f"use one of {self.PATH_WORD}:NAME or {self.PATH_WORD}:@N",
+            )
+        if not self.resolved:
+            object.__setattr__(self, "resolved", resolve_path(self.path))
+
+    def string_within_transport(self) -> str:
+        return format_layout_reference(self.path, self.image, self.source_index)
+
+    def __str__(self) -> str:
+        return f"{self.NAME}:{self.string_within_transport()}"
+
+    def docker_reference(self) -> NamedReference | None:
+        return None
+
+    def policy_configuration_identity(self) -> str:
+        return self.resolved
+
+    def policy_configuration_namespaces(self) -> list[str]:
+        return path_namespaces(self.resolved)
+
+    def require_no_source_index(self) -> None:
+        """A destination writes one image by name (or the only one): never @N."""
+        if self.source_index is not None:
+            raise InvalidReference(
+                f"{self}: a destination cannot be a source index @{self.source_index}",
+                f"name the image to write with {self.PATH_WORD}:NAME, or give {self.PATH_WORD} "
+                "alone",
+            )
 
 
 # --- reading -------------------------------------------------------------------
