@@ -22,8 +22,10 @@ import itertools
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +53,23 @@ def free_subnet() -> str:
         if not any(r.version == 4 and r.overlaps(candidate) for r in routes):
             return str(candidate)
     raise RuntimeError("no free test subnet in 10.89.128.0/17")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a test to publish."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fetch(url: str) -> bytes | None:
+    """The body ``url`` answers with, or None when nothing answers within 2 s
+    (for polling a published port with ``wait_for``)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - the test's own http:// port
+            return bytes(response.read())
+    except OSError:  # urllib's URLError is one
+        return None
 
 
 def iptables_lines(family: int = 4) -> list[str]:

@@ -25,7 +25,6 @@ import dataclasses
 import enum
 import http.client
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -35,6 +34,7 @@ from typing import IO, Any
 
 from skiff.config import SystemContext
 from skiff.oci.digest import Digest
+from skiff.testing.network import free_port
 from skiff.testing.tlsutil import CertificateAuthority
 from skiff.testing.tokenserver import ALL_REPOSITORY_ACTIONS, TokenServer, TokenUser
 
@@ -196,12 +196,6 @@ def _stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _registries_conf(host: str, insecure: bool) -> str:
@@ -462,7 +456,7 @@ class RegistryFactory:
             )
         reason = ""
         for _attempt in range(_PORT_ATTEMPTS):
-            port = _free_port()
+            port = free_port()
             config = {**_registry_config(port, storage, tls_files, auth), **extra_config}
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             log_file = log_path.open("wb")

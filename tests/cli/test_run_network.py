@@ -12,33 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import urllib.error
-import urllib.request
 
 import pytest
 
 from skiff.testing.busybox import INDEX_HTML
 from skiff.testing.containers import ContainerEnv, wait_for, wait_output
+from skiff.testing.network import fetch, free_port
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
     pytest.mark.skipif(shutil.which("conmon") is None, reason="conmon is not installed"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def test_web_server_through_a_published_port(env: ContainerEnv) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +24,12 @@ import cri_fixtures
 import grpc
 import pytest
 from cri_api.v1 import api_pb2
-from cri_fixtures import code_of, free_port, list_containers, list_sandboxes, requirements
+from cri_fixtures import code_of, list_containers, list_sandboxes, requirements
 
 from skiff.testing import shm_tempdir
 from skiff.testing.busybox import INDEX_HTML, BusyboxImage
 from skiff.testing.criserver import CRIEnv
-from skiff.testing.network import wait_for
+from skiff.testing.network import fetch, free_port, wait_for
 
 pytestmark = requirements
 cri = cri_fixtures.cri
@@ -287,14 +286,6 @@ def test_pod_pid_namespace_is_shared_between_containers(clean: CRIEnv) -> None:
 # --- ports and addresses ------------------------------------------------------------------------
 
 
-def _fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except OSError:
-        return None
-
-
 def test_host_port_mapping_and_the_pod_ip(clean: CRIEnv) -> None:
     env = clean
     port = free_port()
@@ -310,15 +301,15 @@ def test_host_port_mapping_and_the_pod_ip(clean: CRIEnv) -> None:
         sid, config, env.container_config("web", ["httpd", "-f", "-p", "80", "-h", "/var/www"])
     )
     env.start_container(cid)
-    wait_for(lambda: _fetch(f"http://127.0.0.1:{port}/") == INDEX_HTML, "the host port", 20)
+    wait_for(lambda: fetch(f"http://127.0.0.1:{port}/") == INDEX_HTML, "the host port", 20)
     ip = env.sandbox_status(sid).status.network.ip
-    assert _fetch(f"http://{ip}:80/") == INDEX_HTML  # the test's own bridge
+    assert fetch(f"http://{ip}:80/") == INDEX_HTML  # the test's own bridge
     info = json.loads(env.sandbox_status(sid, verbose=True).info["info"])
     assert info["portMappings"] == [
         {"hostPort": port, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}
     ]
     _stop(env, sid)
-    assert _fetch(f"http://127.0.0.1:{port}/") is None
+    assert fetch(f"http://127.0.0.1:{port}/") is None
 
 
 # --- the CLI administers what the CRI runs --------------------------------------------------------

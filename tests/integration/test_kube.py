@@ -19,10 +19,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import textwrap
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ from skiff.runtime.kube.parse import parse_yaml
 from skiff.runtime.kube.quantity import format_cpu, format_memory
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.containers import ContainerEnv, wait_for, wait_output
+from skiff.testing.network import fetch, free_port
 
 needs_runtime = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
@@ -295,20 +293,6 @@ def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[KubeEnv]:
         for volume in environment.volumes():
             environment.skiff("volume", "rm", "-f", volume, expect=None)
         environment.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 SHOP = """

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 
 from skiff.testing.busybox import INDEX_HTML, BusyboxImage
 from skiff.testing.containers import ContainerEnv, wait_for, wait_output
+from skiff.testing.network import fetch, free_port
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
@@ -66,20 +64,6 @@ def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[PodEnv]:
         yield environment
     finally:
         environment.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def ns_inode(pid: int, kind: str) -> str:

@@ -27,7 +27,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -55,7 +54,7 @@ from skiff.testing.busybox import (
     write_image,
 )
 from skiff.testing.cli import CliEnv
-from skiff.testing.network import wait_for
+from skiff.testing.network import free_port, wait_for
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
@@ -160,12 +159,6 @@ def host(tmp_shm: Path) -> Iterator[Host]:
         yield h
     finally:
         h.stop_everything()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def web_image(
