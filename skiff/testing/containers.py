@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 IMAGE = "localhost/busybox:latest"
 _bridges = itertools.count()
 
-__all__ = ["IMAGE", "ContainerEnv", "wait_for"]
+__all__ = ["IMAGE", "ContainerEnv", "PodContainerEnv", "wait_for"]
 
 
 class ContainerEnv(CliEnv):
@@ -250,6 +250,15 @@ class ContainerEnv(CliEnv):
         for _, bridge in self.networks:
             if interface_exists(bridge):
                 subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+
+
+class PodContainerEnv(ContainerEnv):
+    """A ContainerEnv for tests that make pods: ``close()`` removes the pods
+    first (``rm -a`` leaves the pods' infra containers to their pods)."""
+
+    def close(self) -> None:
+        self.skiff("pod", "rm", "-a", "-f", "-t", "0", expect=None, timeout=120)
+        super().close()
 
 
 def wait_output(result_of: Callable[[], Result], needle: str, timeout: float = 20.0) -> Result:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from skiff.testing.busybox import BusyboxImage
-from skiff.testing.containers import ContainerEnv
+from skiff.testing.containers import PodContainerEnv
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running containers needs root"),
@@ -27,15 +27,9 @@ pytestmark = [
 ]
 
 
-class PodCliEnv(ContainerEnv):
-    def close(self) -> None:
-        self.skiff("pod", "rm", "-a", "-f", "-t", "0", expect=None, timeout=120)
-        super().close()
-
-
 @pytest.fixture
-def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[PodCliEnv]:
-    environment = PodCliEnv(tmp_shm / "env", busybox_layout)
+def env(tmp_shm: Path, busybox_layout: BusyboxImage) -> Iterator[PodContainerEnv]:
+    environment = PodContainerEnv(tmp_shm / "env", busybox_layout)
     try:
         yield environment
     finally:
@@ -50,7 +44,7 @@ def columns(line: str) -> list[str]:
 # --- create, ps ---------------------------------------------------------------------------------
 
 
-def test_create_prints_the_id_and_ps_lists_podmans_columns(env: PodCliEnv) -> None:
+def test_create_prints_the_id_and_ps_lists_podmans_columns(env: PodContainerEnv) -> None:
     pod_id = env.skiff("pod", "create", "--name", "one", "--label", "tier=web").stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", pod_id)
     lines = env.skiff("pod", "ps").stdout.splitlines()
@@ -105,7 +99,7 @@ def test_create_prints_the_id_and_ps_lists_podmans_columns(env: PodCliEnv) -> No
     assert env.skiff("pod", "exists", "nosuch", expect=1).stdout == ""
 
 
-def test_ps_filters_and_sorts(env: PodCliEnv) -> None:
+def test_ps_filters_and_sorts(env: PodContainerEnv) -> None:
     env.skiff("pod", "create", "--name", "alpha", "--infra=false")
     env.skiff("pod", "create", "--name", "bravo", "--label", "a=1")
     env.skiff("create", "--pod", "bravo", "--name", "m", env.image, "true")
@@ -139,7 +133,7 @@ INSPECT_KEYS = {
 }  # fmt: skip
 
 
-def test_inspect_is_one_object_for_one_pod_and_an_array_for_more(env: PodCliEnv) -> None:
+def test_inspect_is_one_object_for_one_pod_and_an_array_for_more(env: PodContainerEnv) -> None:
     env.skiff(
         "pod",
         "create",
@@ -183,7 +177,7 @@ def test_inspect_is_one_object_for_one_pod_and_an_array_for_more(env: PodCliEnv)
 
 @pytest.mark.interop
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
-def test_shapes_match_podman(env: PodCliEnv) -> None:
+def test_shapes_match_podman(env: PodContainerEnv) -> None:
     env.skiff("pod", "create", "--name", "same", "--label", "k=v")
     env.podman("pod", "create", "--name", "same", "--label", "k=v", timeout=300)
     ours = json.loads(env.skiff("pod", "inspect", "same").stdout)
@@ -207,7 +201,7 @@ def test_shapes_match_podman(env: PodCliEnv) -> None:
 # --- the verbs ------------------------------------------------------------------------------------
 
 
-def test_start_stop_kill_pause_print_the_pod_id(env: PodCliEnv) -> None:
+def test_start_stop_kill_pause_print_the_pod_id(env: PodContainerEnv) -> None:
     pod_id = env.skiff("pod", "create", "--name", "v", "--network", "none").stdout.strip()
     env.skiff("create", "--pod", "v", "--name", "sleeper", env.image, "busybox", "sleep", "1000")
     assert env.skiff("pod", "start", "v").stdout == pod_id + "\n"
@@ -243,7 +237,7 @@ def test_start_stop_kill_pause_print_the_pod_id(env: PodCliEnv) -> None:
     env.wait_clean()
 
 
-def test_prune_removes_exited_pods_after_asking(env: PodCliEnv) -> None:
+def test_prune_removes_exited_pods_after_asking(env: PodContainerEnv) -> None:
     env.skiff("pod", "create", "--name", "done", "--network", "none")
     env.skiff("pod", "create", "--name", "fresh", "--network", "none")
     env.skiff("pod", "start", "done")
@@ -278,13 +272,13 @@ def test_prune_removes_exited_pods_after_asking(env: PodCliEnv) -> None:
          "Error: unable to find network with name or ID nosuchnet: network not found"),
     ],
 )  # fmt: skip
-def test_errors_are_one_line(env: PodCliEnv, args: tuple[str, ...], message: str) -> None:
+def test_errors_are_one_line(env: PodContainerEnv, args: tuple[str, ...], message: str) -> None:
     assert env.fails(*args).startswith(message)
     assert env.skiff("pod", "ps", "-q").stdout == ""
     assert env.skiff("ps", "-a", "-q").stdout == ""
 
 
-def test_a_name_in_use_and_joining_rules(env: PodCliEnv) -> None:
+def test_a_name_in_use_and_joining_rules(env: PodContainerEnv) -> None:
     env.skiff("pod", "create", "--name", "taken", "--network", "none")
     assert 'name "taken" is in use: pod already exists' in env.fails(
         "pod", "create", "--name", "taken"
@@ -301,7 +295,7 @@ def test_a_name_in_use_and_joining_rules(env: PodCliEnv) -> None:
     assert env.skiff("ps", "-a", "-q").stdout.count("\n") == 1  # the infra container only
 
 
-def test_container_inspect_names_the_pod(env: PodCliEnv) -> None:
+def test_container_inspect_names_the_pod(env: PodContainerEnv) -> None:
     pod_id = env.skiff("pod", "create", "--name", "owner", "--network", "none").stdout.strip()
     env.skiff("create", "--pod", "owner", "--name", "member", env.image, "true")
     data: Any = json.loads(env.skiff("inspect", "member").stdout)[0]

@@ -31,7 +31,7 @@ from skiff.runtime.kube.model import KubeError
 from skiff.runtime.kube.parse import parse_yaml
 from skiff.runtime.kube.quantity import format_cpu, format_memory
 from skiff.testing.busybox import BusyboxImage
-from skiff.testing.containers import ContainerEnv, wait_for, wait_output
+from skiff.testing.containers import PodContainerEnv, wait_for, wait_output
 from skiff.testing.network import fetch, free_port
 
 needs_runtime = [
@@ -225,7 +225,7 @@ def test_quantities_both_ways() -> None:
 # --- playing for real ------------------------------------------------------------------------
 
 
-class KubeEnv(ContainerEnv):
+class KubeEnv(PodContainerEnv):
     def pods(self) -> list[str]:
         return self.skiff("pod", "ps", "--format", "{{.Name}}").stdout.split()
 
@@ -276,10 +276,6 @@ class KubeEnv(ContainerEnv):
             }
         finally:
             rt.close()
-
-    def close(self) -> None:
-        self.skiff("pod", "rm", "-a", "-f", "-t", "0", expect=None, timeout=120)
-        super().close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from skiff.testing.busybox import INDEX_HTML, BusyboxImage
-from skiff.testing.containers import ContainerEnv, wait_for, wait_output
+from skiff.testing.containers import PodContainerEnv, wait_for, wait_output
 from skiff.testing.network import fetch, free_port
 
 pytestmark = [
@@ -30,7 +30,7 @@ pytestmark = [
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
 
-class PodEnv(ContainerEnv):
+class PodEnv(PodContainerEnv):
     """A ContainerEnv that knows about pods: their records, cgroups and leftovers."""
 
     def pod(self, ref: str) -> dict:
@@ -51,10 +51,6 @@ class PodEnv(ContainerEnv):
         if pod_dir.exists():
             found.append(f"pod run dir {pod_dir}")
         return found + self.leftovers(networks=False)
-
-    def close(self) -> None:
-        self.skiff("pod", "rm", "-a", "-f", "-t", "0", expect=None, timeout=120)
-        super().close()
 
 
 @pytest.fixture
