@@ -14,6 +14,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from skiff.cli.objectgroup import (
+    gojson,
+    key_values,
+    open_store,
+    print_error,
+    prune_confirmed,
+    rm_exit_code,
+)
 from skiff.errors import SkiffError, UsageError
 
 if TYPE_CHECKING:
@@ -31,40 +39,6 @@ PRUNE_WARNING = (
 def register(parser: argparse.ArgumentParser) -> None:
     command = parser.prog.rsplit(" ", 1)[-1]
     REGISTER[command](parser)
-
-
-# --- helpers -------------------------------------------------------------------------
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    from skiff.cli.context import system_context
-    from skiff.storage.store import Store
-
-    return Store.open(system_context(args))
-
-
-def _error(exc: SkiffError) -> None:
-    sys.stdout.flush()
-    print(f"Error: {exc}", file=sys.stderr)
-
-
-def _key_values(values: list[str] | None, flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid {flag} {item!r}", f"use {flag} KEY[=VALUE]")
-        out[key] = value
-    return out
-
-
-def _gojson(obj: object, indent: str) -> str:
-    from skiff.cli.gotemplate.gojson import JSONError, encode
-
-    try:
-        return encode(obj, escape_html=True, indent=indent)
-    except JSONError as exc:
-        raise UsageError(f"cannot print as JSON: {exc}", "this is a bug in skiff") from None
 
 
 # --- create --------------------------------------------------------------------------
@@ -117,11 +91,11 @@ def _run_create(args: argparse.Namespace) -> int:
         ipv6=args.ipv6,
         internal=args.internal,
         dns=not args.disable_dns,
-        labels=_key_values(args.label, "--label"),
-        options=_key_values(args.opt, "--opt"),
+        labels=key_values(args.label, "--label"),
+        options=key_values(args.opt, "--opt"),
         ipam_driver=args.ipam_driver,
     )
-    store = _open_store(args)
+    store = open_store(args)
     networks = NetworkStore.of(store)
     if args.ignore and args.name and networks.exists(args.name):
         print(networks.get(args.name).name)
@@ -170,14 +144,14 @@ def _run_ls(args: argparse.Namespace) -> int:
     from skiff.cli.output import format_items, is_json
     from skiff.runtime.network.filters import LS_KEYS
 
-    store = _open_store(args)
+    store = open_store(args)
     networks = _selected(store, args.filter, LS_KEYS)
     if args.quiet:
         for network in networks:
             print(network.name)
         return 0
     if is_json(args.format):
-        print(_gojson([n.to_json() for n in networks], LS_JSON_INDENT))
+        print(gojson([n.to_json() for n in networks], LS_JSON_INDENT))
         return 0
     rows = [_ls_row(n, args.no_trunc) for n in networks]
     sys.stdout.write(
@@ -205,7 +179,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     from skiff.cli.output import format_items, is_json
     from skiff.runtime.network.store import NetworkStore
 
-    store = _open_store(args)
+    store = open_store(args)
     networks = NetworkStore.of(store)
     found: list[Network] = []
     failure: SkiffError | None = None
@@ -215,7 +189,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         except SkiffError as exc:
             failure = exc
     if args.format is None or is_json(args.format):
-        print(_gojson([n.to_json() for n in found], INSPECT_INDENT))
+        print(gojson([n.to_json() for n in found], INSPECT_INDENT))
     else:
         sys.stdout.write(format_items(args.format, [n.template_data() for n in found]))
     if failure is not None:
@@ -243,29 +217,17 @@ def _register_rm(parser: argparse.ArgumentParser) -> None:
 
 def _run_rm(args: argparse.Namespace) -> int:
     from skiff.runtime.network.connect import remove_network
+    from skiff.runtime.network.store import NetworkInUse, NetworkUnknown
 
-    store = _open_store(args)
+    store = open_store(args)
     status = 0
     for ref in args.networks:
         try:
             print(remove_network(store, ref, force=args.force).name)
         except SkiffError as exc:
-            _error(exc)
-            status = _rm_exit_code(exc, status)
+            print_error(exc)
+            status = rm_exit_code(exc, status, NetworkUnknown, NetworkInUse)
     return status
-
-
-def _rm_exit_code(exc: SkiffError, previous: int) -> int:
-    """podman's: 1 when a network does not exist, 2 when it is in use, else 125."""
-    from skiff.runtime.network.store import NetworkInUse, NetworkUnknown
-
-    if isinstance(exc, NetworkUnknown):
-        code = 1
-    elif isinstance(exc, NetworkInUse):
-        code = 2
-    else:
-        code = exc.exit_code
-    return max(previous, code)
 
 
 def _register_prune(parser: argparse.ArgumentParser) -> None:
@@ -278,21 +240,14 @@ def _register_prune(parser: argparse.ArgumentParser) -> None:
 
 def _confirm(ask: Callable[[], str]) -> bool:
     sys.stdout.write(PRUNE_WARNING)
-    sys.stdout.flush()
-    try:
-        answer = ask()
-    except EOFError:
-        raise UsageError(
-            "no answer to the confirmation prompt", "use -f to prune without asking"
-        ) from None
-    return answer.strip().lower() in ("y", "yes")
+    return prune_confirmed(ask)
 
 
 def _run_prune(args: argparse.Namespace) -> int:
     from skiff.runtime.network.connect import prune_networks
     from skiff.runtime.network.filters import PRUNE_KEYS
 
-    store = _open_store(args)
+    store = open_store(args)
     wanted = {n.id for n in _selected(store, args.filter, PRUNE_KEYS)}
     if not args.force and not _confirm(input):
         return 0
@@ -309,7 +264,7 @@ def _register_exists(parser: argparse.ArgumentParser) -> None:
 def _run_exists(args: argparse.Namespace) -> int:
     from skiff.runtime.network.store import NetworkStore
 
-    return 0 if NetworkStore.of(_open_store(args)).exists(args.network) else 1
+    return 0 if NetworkStore.of(open_store(args)).exists(args.network) else 1
 
 
 # --- connect, disconnect ---------------------------------------------------------------
@@ -347,7 +302,7 @@ def _run_connect(args: argparse.Namespace) -> int:
     aliases = [a for item in args.alias for a in item.split(",") if a]
     static_ips = _static_ip(args.ip, 4, "--ip") + _static_ip(args.ip6, 6, "--ip6")
     connect_network(
-        _open_store(args),
+        open_store(args),
         args.container,
         args.network,
         aliases=aliases,
@@ -369,7 +324,7 @@ def _register_disconnect(parser: argparse.ArgumentParser) -> None:
 def _run_disconnect(args: argparse.Namespace) -> int:
     from skiff.runtime.network.connect import disconnect_network
 
-    disconnect_network(_open_store(args), args.container, args.network, force=args.force)
+    disconnect_network(open_store(args), args.container, args.network, force=args.force)
     return 0
 
 

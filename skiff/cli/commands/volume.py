@@ -18,6 +18,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from skiff.cli.objectgroup import (
+    gojson,
+    key_values,
+    open_store,
+    print_error,
+    prune_confirmed,
+    rm_exit_code,
+)
 from skiff.errors import SkiffError, UsageError
 
 if TYPE_CHECKING:
@@ -42,41 +50,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _open_store(args: argparse.Namespace) -> Store:
-    from skiff.cli.context import system_context
-    from skiff.storage.store import Store
-
-    return Store.open(system_context(args))
-
-
-def _error(exc: SkiffError) -> None:
-    sys.stdout.flush()
-    print(f"Error: {exc}", file=sys.stderr)
-
-
-def _key_values(values: list[str] | None, flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid {flag} {item!r}", f"use {flag} KEY[=VALUE]")
-        out[key] = value
-    return out
-
-
-def _gojson(obj: object, indent: str) -> str:
-    from skiff.cli.gotemplate.gojson import JSONError, encode
-
-    try:
-        return encode(obj, escape_html=True, indent=indent)
-    except JSONError as exc:
-        raise UsageError(f"cannot print as JSON: {exc}", "this is a bug in skiff") from None
-
-
 def _ls_json(obj: object) -> str:
     """podman's ``volume ls --format json``: an empty map is ``{``, a line holding
     the inner indentation, then ``}`` (its JSON library's way)."""
-    text = _gojson(obj, LS_JSON_INDENT)
+    text = gojson(obj, LS_JSON_INDENT)
     return _EMPTY_MAP.sub(lambda m: f"{m[1]}{m[2]}{{\n{m[1]}{LS_JSON_INDENT}\n{m[1]}}}{m[3]}", text)
 
 
@@ -109,10 +86,10 @@ def _run_create(args: argparse.Namespace) -> int:
     options = CreateOptions(
         name=args.name,
         driver=args.driver,
-        labels=_key_values(args.label, "--label"),
-        options=_key_values(args.opt, "--opt"),
+        labels=key_values(args.label, "--label"),
+        options=key_values(args.opt, "--opt"),
     )
-    print(create_volume(_open_store(args), options, ignore=args.ignore).name)
+    print(create_volume(open_store(args), options, ignore=args.ignore).name)
     return 0
 
 
@@ -133,7 +110,7 @@ def _run_ls(args: argparse.Namespace) -> int:
     from skiff.cli.output import format_items, is_json
     from skiff.runtime.volumes.manage import list_volumes
 
-    volumes = list_volumes(_open_store(args), args.filter)
+    volumes = list_volumes(open_store(args), args.filter)
     if is_json(args.format):
         print(_ls_json([v.inspect_json() for v in volumes]))
         return 0
@@ -173,7 +150,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         raise UsageError(
             "provide one or more volume names or use --all", "see 'skiff volume inspect --help'"
         )
-    volumes = VolumeStore.of(_open_store(args))
+    volumes = VolumeStore.of(open_store(args))
     found: list[Volume] = []
     missing: str | None = None
     if args.all:
@@ -185,7 +162,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         else:
             found.append(volume)
     if args.format is None or is_json(args.format):
-        print(_gojson([v.inspect_json() for v in found], INSPECT_INDENT))
+        print(gojson([v.inspect_json() for v in found], INSPECT_INDENT))
     else:
         sys.stdout.write(format_items(args.format, [v.template_data() for v in found]))
     if missing is not None:
@@ -240,27 +217,15 @@ def _container_remover(args: argparse.Namespace, store: Store) -> Callable[[str]
     return remover
 
 
-def _rm_exit_code(exc: SkiffError, previous: int) -> int:
-    """podman's: 1 when a volume does not exist, 2 when it is in use, else 125."""
-    from skiff.errors import VolumeUnknown
-    from skiff.runtime.volumes.model import VolumeInUse
-
-    if isinstance(exc, VolumeUnknown):
-        code = 1
-    elif isinstance(exc, VolumeInUse):
-        code = 2
-    else:
-        code = exc.exit_code
-    return max(previous, code)
-
-
 def _run_rm(args: argparse.Namespace) -> int:
+    from skiff.errors import VolumeUnknown
     from skiff.runtime.volumes.manage import remove_volume
+    from skiff.runtime.volumes.model import VolumeInUse
     from skiff.runtime.volumes.store import VolumeStore
 
     if bool(args.volumes) == bool(args.all):
         raise UsageError("choose either one or more volumes or all", "see 'skiff volume rm --help'")
-    store = _open_store(args)
+    store = open_store(args)
     names = [v.name for v in VolumeStore.of(store).all()] if args.all else args.volumes
     remover = _container_remover(args, store) if args.force else None
     status = 0
@@ -268,8 +233,8 @@ def _run_rm(args: argparse.Namespace) -> int:
         try:
             print(remove_volume(store, name, force=args.force, remove_container=remover).name)
         except SkiffError as exc:
-            _error(exc)
-            status = _rm_exit_code(exc, status)
+            print_error(exc)
+            status = rm_exit_code(exc, status, VolumeUnknown, VolumeInUse)
     return status
 
 
@@ -287,20 +252,13 @@ def _confirm(names: list[str], ask: Callable[[], str]) -> bool:
         sys.stdout.write("No dangling volumes found\n")
         return False
     sys.stdout.write("".join(f"{n}\n" for n in names) + PRUNE_QUESTION)
-    sys.stdout.flush()
-    try:
-        answer = ask()
-    except EOFError:
-        raise UsageError(
-            "no answer to the confirmation prompt", "use -f to prune without asking"
-        ) from None
-    return answer.strip().lower() in ("y", "yes")
+    return prune_confirmed(ask)
 
 
 def _run_prune(args: argparse.Namespace) -> int:
     from skiff.runtime.volumes.manage import prune_candidates, prune_volumes
 
-    store = _open_store(args)
+    store = open_store(args)
     if not args.force:
         names = [v.name for v in prune_candidates(store, args.filter)]
         if not _confirm(names, input):
@@ -318,7 +276,7 @@ def _register_exists(parser: argparse.ArgumentParser) -> None:
 def _run_exists(args: argparse.Namespace) -> int:
     from skiff.runtime.volumes.store import VolumeStore
 
-    return 0 if VolumeStore.of(_open_store(args)).exists(args.volume) else 1
+    return 0 if VolumeStore.of(open_store(args)).exists(args.volume) else 1
 
 
 # --- mount, unmount ------------------------------------------------------------------
@@ -333,7 +291,7 @@ def _run_mount(args: argparse.Namespace) -> int:
     from skiff.runtime.volumes.driver import mount_volume
     from skiff.runtime.volumes.store import VolumeStore
 
-    print(mount_volume(VolumeStore.of(_open_store(args)), args.volume))
+    print(mount_volume(VolumeStore.of(open_store(args)), args.volume))
     return 0
 
 
@@ -346,7 +304,7 @@ def _run_unmount(args: argparse.Namespace) -> int:
     from skiff.runtime.volumes.driver import unmount_volume
     from skiff.runtime.volumes.store import VolumeStore
 
-    unmount_volume(VolumeStore.of(_open_store(args)), args.volume)
+    unmount_volume(VolumeStore.of(open_store(args)), args.volume)
     print(args.volume)
     return 0
 
