@@ -177,6 +177,21 @@ def test_exec_needs_a_command(env: ContainerEnv, sleeper: str) -> None:
     assert "--latest" in env.fails("exec")
 
 
+def test_latest_is_the_container_created_last(env: ContainerEnv) -> None:
+    """``exec -l``, ``top -l`` and ``attach -l`` (podman's --latest) take the
+    container created last; without any container each says so."""
+    for command in (["exec", "-l", "true"], ["top", "-l"], ["attach", "-l"]):
+        assert env.fails(*command) == f"Error: {command[0]} --latest: there are no containers"
+    for name, seconds in (("first", "1000"), ("last", "1001")):
+        env.run_detached(
+            "--name", name, "--network", "none", "-e", f"NAME={name}", env.image, "sleep", seconds
+        )
+    assert env.skiff("exec", "-l", "sh", "-c", "echo $NAME").stdout == "last\n"
+    processes = env.skiff("top", "-l").stdout
+    assert "sleep 1001" in processes
+    assert "sleep 1000" not in processes
+
+
 def test_exec_user_workdir_and_environment(env: ContainerEnv, sleeper: str, tmp_shm: Path) -> None:
     assert env.skiff("exec", "-u", "www", sleeper, "id").stdout == "uid=1000(www) gid=1000(www)\n"
     assert env.skiff("exec", "--user", "1234:55", sleeper, "id").stdout == "uid=1234 gid=55\n"

@@ -29,7 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skiff.cli.runtimecli import open_runtime
+    from skiff.cli.runtimecli import container_or_latest, open_runtime
     from skiff.runtime.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
     from skiff.runtime.reattach import AttachOptions, attach_container
     from skiff.runtime.run import flush_std
@@ -41,13 +41,7 @@ def run(args: argparse.Namespace) -> int:
     )
     rt = open_runtime(args)
     try:
-        if args.latest:
-            everything = rt.records.all()
-            if not everything:
-                raise UsageError("attach --latest: there are no containers")
-            container = everything[-1]
-        else:
-            container = rt.records.get(args.container)
+        container = container_or_latest(rt, args.container, args.latest, "attach")
         outcome = attach_container(
             rt,
             container,

@@ -35,7 +35,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skiff.cli.runtimecli import open_runtime
+    from skiff.cli.runtimecli import container_or_latest, open_runtime
     from skiff.runtime.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
     from skiff.runtime.exec import ExecOptions, ExecStreams, exec_in
     from skiff.runtime.specgen import env as envmod
@@ -68,13 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     rt = open_runtime(args)
     try:
-        if args.latest:
-            everything = rt.records.all()
-            if not everything:
-                raise UsageError("exec --latest: there are no containers")
-            container = everything[-1]
-        else:
-            container = rt.records.get(args.container)
+        container = container_or_latest(rt, args.container, args.latest, "exec")
         result = exec_in(
             rt,
             container,

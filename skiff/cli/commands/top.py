@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from skiff.cli.output import format_table
-    from skiff.cli.runtimecli import open_runtime
+    from skiff.cli.runtimecli import container_or_latest, open_runtime
     from skiff.runtime.top import list_descriptors
     from skiff.runtime.usage import container_processes
 
@@ -37,13 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("you must provide the name or ID of a running container", "or --latest")
     rt = open_runtime(args)
     try:
-        if args.latest:
-            everything = rt.records.all()
-            if not everything:
-                raise UsageError("top --latest: there are no containers")
-            container = everything[-1]
-        else:
-            container = rt.records.get(words.pop(0))
+        ref = None if args.latest else words.pop(0)
+        container = container_or_latest(rt, ref, args.latest, "top")
         headers, rows = container_processes(rt, container, words)
         sys.stdout.write(format_table(headers, rows))
         return 0
