@@ -1,5 +1,5 @@
 """Shared bits of the container commands: opening the runtime, finding images,
-the container a command names."""
+the container a command names, Go-style default-true flags."""
 
 from __future__ import annotations
 
@@ -7,6 +7,32 @@ import argparse
 from typing import Any
 
 from skiff.errors import ImageUnknown, UsageError
+
+_TRUE = ("true", "1", "t", "yes")
+_FALSE = ("false", "0", "f", "no")
+
+
+def add_true_by_default(
+    parser: argparse.ArgumentParser, short: str, long: str, help_text: str
+) -> None:
+    """A boolean flag that is on unless the user writes ``LONG=false`` (or
+    ``SHORT=false``, 0, f, no), as podman's Go flags take it. Each ``=VALUE``
+    spelling is an option of its own: argparse matches a whole option string
+    before splitting at "=", so the flag never takes the next word (an
+    operand such as cp's SRC) as its value, which ``nargs="?"`` would."""
+    dest = long.removeprefix("--").replace("-", "_")
+    parser.add_argument(
+        short, long, dest=dest, action="store_const", const=True, default=True, help=help_text
+    )
+    for value in _TRUE + _FALSE:
+        parser.add_argument(
+            f"{long}={value}",
+            f"{short}={value}",
+            dest=dest,
+            action="store_const",
+            const=value in _TRUE,
+            help=argparse.SUPPRESS,
+        )
 
 
 def open_runtime(args: argparse.Namespace) -> Any:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-_TRUE = ("true", "1", "t", "yes")
-_FALSE = ("false", "0", "f", "no")
-
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from skiff.cli.runtimecli import add_true_by_default
+
     parser.add_argument("-a", "--author", default="", help="set the author of the image")
     parser.add_argument(
         "-c",
@@ -29,25 +28,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="include the container's volumes as image volumes",
     )
     parser.add_argument("-m", "--message", default="", help="set the commit message")
-    parser.add_argument(
-        "-p",
-        "--pause",
-        dest="pause",
-        action="store_const",
-        const=True,
-        default=True,
-        help="pause the container while committing (default true)",
+    add_true_by_default(
+        parser, "-p", "--pause", "pause the container while committing (default true)"
     )
-    # Go-style booleans (--pause=false): matched whole, before argparse splits at "="
-    for value in _TRUE + _FALSE:
-        parser.add_argument(
-            f"--pause={value}",
-            f"-p={value}",
-            dest="pause",
-            action="store_const",
-            const=value in _TRUE,
-            help=argparse.SUPPRESS,
-        )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     parser.add_argument(
         "-s", "--squash", action="store_true", help="squash the image into a single layer"

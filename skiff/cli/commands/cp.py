@@ -7,31 +7,16 @@ import sys
 
 from skiff.errors import UsageError
 
-_TRUE = ("true", "1", "t", "yes")
-_FALSE = ("false", "0", "f", "no")
-
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    from skiff.cli.runtimecli import add_true_by_default
+
+    add_true_by_default(
+        parser,
         "-a",
         "--archive",
-        dest="archive",
-        action="store_const",
-        const=True,
-        default=True,
-        help="chown copied files to the primary uid/gid of the destination (default true)",
+        "chown copied files to the primary uid/gid of the destination (default true)",
     )
-    # Go-style booleans: --archive=false. argparse matches a whole option string
-    # before splitting at "=", so these never swallow the SRC operand as a value.
-    for value in _TRUE + _FALSE:
-        parser.add_argument(
-            f"--archive={value}",
-            f"-a={value}",
-            dest="archive",
-            action="store_const",
-            const=value in _TRUE,
-            help=argparse.SUPPRESS,
-        )
     parser.add_argument(
         "--overwrite",
         action="store_true",
