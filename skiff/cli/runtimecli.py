@@ -1,9 +1,13 @@
 """Shared bits of the container commands: opening the runtime, finding images,
-the container a command names, Go-style default-true flags."""
+the container a command names, Go-style default-true flags, and SIGTERM/SIGHUP
+turned into an exception so that a command stops through its cleanup."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from skiff.errors import ImageUnknown, UsageError
@@ -67,3 +71,22 @@ def image_for_run(rt: Any, args: argparse.Namespace, name: str, pull: str, quiet
     ctx = imageopts.side_context(rt.ctx, args, "")
     report = pull_with_output(ctx, name, args, quiet=quiet)
     return store.images.get(report.image_ids[-1])
+
+
+@contextlib.contextmanager
+def terminations_raise(make: Callable[[int], BaseException]) -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``make(signum)`` where the main thread stands,
+    as Ctrl-C raises KeyboardInterrupt, so the work in progress unwinds through
+    its cleanup (working containers, mounts, networks) instead of ending skiff
+    where it stands and leaving them behind. The previous handlers are put back
+    on exit."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise make(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

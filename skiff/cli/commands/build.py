@@ -11,12 +11,9 @@ commands write to stderr). A failing RUN exits with its command's status.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from skiff.build.executor import BuildOptions, build_image
     from skiff.cli.commands.pull import platform_context, registry_context
     from skiff.cli.progress import podman_progress
+    from skiff.cli.runtimecli import terminations_raise
     from skiff.cli.trust import attach_policy_and_signers
     from skiff.image.copy import CopyOptions
     from skiff.libimage.pull import PullOptions
@@ -165,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         stdout=subprocess.DEVNULL if quiet else None,
         stderr=None,
     )
-    with _terminations_interrupt():
+    # SIGTERM and SIGHUP stop a build the way Ctrl-C does: through its cleanup
+    with terminations_raise(_Terminated):
         report = build_image(ctx, options)
     print(report.image_id, flush=True)
     return 0
@@ -255,19 +254,3 @@ class _Terminated(SkiffError):
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by signal {signum}; the build was stopped and cleaned up")
         self.exit_code = 128 + signum
-
-
-@contextlib.contextmanager
-def _terminations_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a build the way Ctrl-C does: through its
-    cleanup (working containers, mounts), not by ending skiff where it stands."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise _Terminated(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -13,10 +13,7 @@ fails prints ``Error: while running runtime: exit status N`` and exits N.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +157,7 @@ def _register_run(parser: argparse.ArgumentParser) -> None:
 
 def _run_run(args: argparse.Namespace) -> int:
     from skiff.build.run import RunOptions, parse_run_mount, run_in_builder
+    from skiff.cli.runtimecli import terminations_raise
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -179,7 +177,8 @@ def _run_run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         context_dir=args.contextdir,
     )
-    with _runtime(args) as rt, _terminations_interrupt():
+    # SIGTERM and SIGHUP end a run the way Ctrl-C does: through the run's cleanup
+    with _runtime(args) as rt, terminations_raise(_Terminated):
         try:
             report = run_in_builder(rt, args.container, options)
         except _Terminated as stop:
@@ -194,23 +193,6 @@ class _Terminated(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-
-@contextlib.contextmanager
-def _terminations_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP end a run the way Ctrl-C does: through the run's
-    cleanup (runtime container, mounts, network), not by killing skiff where
-    it stands and leaving them behind."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise _Terminated(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # --- copy / add ------------------------------------------------------------------------------
