@@ -256,18 +256,26 @@ def _annotations(container: Container) -> dict[str, str]:
     return dict(container.config.cri.get("annotations", {}))
 
 
+def matches_filter(container: Container, f: Any | None) -> bool:
+    """What a ContainerFilter and a ContainerStatsFilter ask alike (None: no
+    filter): an ID prefix, a sandbox ID prefix, a label selector."""
+    if f is None:
+        return True
+    if f.id and not container.id.startswith(f.id):
+        return False
+    sandbox_id = str(container.config.cri.get("sandbox_id", ""))
+    if f.pod_sandbox_id and not sandbox_id.startswith(f.pod_sandbox_id):
+        return False
+    return labels_match(_labels(container), f.label_selector)
+
+
 def list_containers(svc: CRIService, req: Any) -> Any:
     f = req.filter if req.HasField("filter") else None
     items = []
     for container in svc.cri_containers():
+        if not matches_filter(container, f):
+            continue
         sandbox_id = str(container.config.cri.get("sandbox_id", ""))
-        if f is not None:
-            if f.id and not container.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not sandbox_id.startswith(f.pod_sandbox_id):
-                continue
-            if not labels_match(_labels(container), f.label_selector):
-                continue
         current = synced(svc, container)
         state = cri_state(current.state.status)
         if f is not None and f.HasField("state") and f.state.state != state:

@@ -19,7 +19,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2
 
-from skiff.cri.container import _annotations, _labels, _metadata, synced
+from skiff.cri.container import _annotations, _labels, _metadata, matches_filter, synced
 from skiff.cri.records import Sandbox
 from skiff.cri.sandbox import infra_of, labels_match, metadata
 from skiff.cri.service import CRIService
@@ -112,14 +112,8 @@ def list_container_stats(svc: CRIService, req: Any) -> Any:
     f = req.filter if req.HasField("filter") else None
     out = []
     for container in svc.cri_containers():
-        sandbox_id = str(container.config.cri.get("sandbox_id", ""))
-        if f is not None:
-            if f.id and not container.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not sandbox_id.startswith(f.pod_sandbox_id):
-                continue
-            if not labels_match(_labels(container), f.label_selector):
-                continue
+        if not matches_filter(container, f):
+            continue
         try:
             out.append(container_stats_of(svc, container))
         except SkiffError:
