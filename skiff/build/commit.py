@@ -145,7 +145,7 @@ def commit_builder(
         pushed = push_image(rt.ctx, report.image_id, destination)
         report.destination = pushed.destination
     if options.iidfile is not None:
-        _write_atomic(options.iidfile, f"sha256:{report.image_id}".encode())
+        write_iidfile(options.iidfile, report.image_id)
     if options.remove:
         remove_builder(store, builder.id)
     return report
@@ -580,7 +580,11 @@ def _manifest(
     return dumps_json(manifest)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_iidfile(path: Path, image_id: str) -> None:
+    """``--iidfile``: ``sha256:ID`` in ``path``, written to a temporary name,
+    fsynced and renamed, so a script waiting for the file never reads half an ID.
+    (``skiff build`` and ``skiff builder commit`` write it the same way.)"""
+    data = f"sha256:{image_id}".encode()
     directory = path.parent
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")

@@ -44,8 +44,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -377,7 +375,9 @@ class _Build:
             for name in image.names:
                 self.log(f"Successfully tagged {name}")
         if self.options.iidfile is not None:
-            _write_atomic(self.options.iidfile, f"sha256:{image_id}".encode())
+            from skiff.build.commit import write_iidfile
+
+            write_iidfile(self.options.iidfile, image_id)
 
     # --- one stage ----------------------------------------------------------------------
     def _stage(self, scope: BuildScope, stage_plan: StagePlan, index: int) -> None:
@@ -698,21 +698,3 @@ def _platform_args() -> dict[str, str]:
         for key, value in values.items():
             out[prefix + key] = value
     return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise SkiffError(
-            f"cannot write the image ID file {path}: {exc.strerror}", "check --iidfile"
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
