@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiff.build.builder import Builder, get_builder, remove_builder
 from skiff.errors import BuildError, SkiffError, UsageError
+from skiff.libimage.inspect import CONFIG_FIELDS
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import Digest, sha256_of
 from skiff.oci.manifest import dumps_json
@@ -68,18 +69,6 @@ DOCKER_ONLY = (
     ("OnBuild", "ONBUILD"),
     ("Hostname", "HOSTNAME"),
     ("Domainname", "DOMAINNAME"),
-)
-_OCI_CONFIG_ORDER = (
-    "User",
-    "ExposedPorts",
-    "Env",
-    "Entrypoint",
-    "Cmd",
-    "Volumes",
-    "WorkingDir",
-    "Labels",
-    "StopSignal",
-    "ArgsEscaped",
 )
 _NS = 1_000_000_000
 
@@ -385,7 +374,7 @@ def _history_entry(entry: dict[str, Any], author: str) -> dict[str, Any]:
 def _oci_inner(inner: dict[str, Any]) -> dict[str, Any]:
     """The OCI container config: its fields in Go's order, empty ones left out."""
     out: dict[str, Any] = {}
-    for key in _OCI_CONFIG_ORDER:
+    for key in CONFIG_FIELDS:
         value = inner.get(key)
         if value not in (None, "", [], {}, False):
             out[key] = copy.deepcopy(value)

@@ -37,7 +37,9 @@ CONFIG_FIELDS = (
     "StopSignal",
     "ArgsEscaped",
 )
-"""OCI ImageConfig's fields, in the order podman prints them."""
+"""OCI ImageConfig's fields, in the order of the Go struct: podman prints them
+in this order, and buildah writes an OCI image's config in it (so does
+``skiff.build.commit``)."""
 
 HISTORY_FIELDS = ("created", "created_by", "author", "comment", "empty_layer")
 
