@@ -344,20 +344,7 @@ class _Lexer:
         self.emit(typ)
 
     def lex_quote(self) -> None:
-        text = self.text
-        while True:
-            c = text[self.pos] if self.pos < len(text) else ""
-            self.pos += 1
-            if c == "\\":
-                nxt = text[self.pos] if self.pos < len(text) else ""
-                self.pos += 1
-                if nxt not in ("", "\n"):
-                    continue
-                raise self.error("unterminated quoted string")
-            if c in ("", "\n"):
-                raise self.error("unterminated quoted string")
-            if c == '"':
-                break
+        self._lex_escaped('"', "unterminated quoted string")
         self.emit(ItemType.STRING)
 
     def lex_raw_quote(self) -> None:
@@ -368,6 +355,13 @@ class _Lexer:
         self.emit(ItemType.RAW_STRING)
 
     def lex_char(self) -> None:
+        self._lex_escaped("'", "unterminated character constant")
+        self.emit(ItemType.CHAR_CONSTANT)
+
+    def _lex_escaped(self, quote: str, unterminated: str) -> None:
+        """Past the closing ``quote`` of a "string" or 'c' constant, whose opening
+        quote is behind ``pos``: a backslash escapes the next character, and the
+        end of the text or a newline before the closing quote is an error."""
         text = self.text
         while True:
             c = text[self.pos] if self.pos < len(text) else ""
@@ -377,12 +371,11 @@ class _Lexer:
                 self.pos += 1
                 if nxt not in ("", "\n"):
                     continue
-                raise self.error("unterminated character constant")
+                raise self.error(unterminated)
             if c in ("", "\n"):
-                raise self.error("unterminated character constant")
-            if c == "'":
+                raise self.error(unterminated)
+            if c == quote:
                 break
-        self.emit(ItemType.CHAR_CONSTANT)
 
     def accept(self, valid: str) -> bool:
         if self.pos < len(self.text) and self.text[self.pos] in valid:
