@@ -164,32 +164,11 @@ def format_time(t: _dt.datetime) -> str:
 
 
 def format_duration(d: _dt.timedelta) -> str:
-    """time.Duration.String(): ``1h2m3.5s``, ``1.5ms``, ``0s``."""
-    ns = (d.days * 86400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    u = abs(ns)
-    if u < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1000), ("ns", 1)):
-            if u >= size:
-                return sign + _frac(u, size) + unit
-    h, rem = divmod(u, 3_600_000_000_000)
-    m, rem = divmod(rem, 60_000_000_000)
-    out = sign
-    if h:
-        out += f"{h}h"
-    if h or m:
-        out += f"{m}m"
-    return out + _frac(rem, 1_000_000_000) + "s"
+    """time.Duration.String(): ``1h2m3.5s``, ``1.5ms``, ``0s`` (written once, in
+    skiff.runtime.top, for the times ``top`` and ``stats`` print)."""
+    from skiff.runtime.top import go_duration
 
-
-def _frac(value: int, size: int) -> str:
-    whole, part = divmod(value, size)
-    if not part:
-        return str(whole)
-    width = len(str(size)) - 1
-    return f"{whole}." + f"{part:0{width}d}".rstrip("0")
+    return go_duration((d.days * 86400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000)
 
 
 # --- the printer -------------------------------------------------------------------
