@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 from skiff.cri.streaming import spdy
 from skiff.cri.streaming.errors import ProtocolViolation, StreamClosed
-from skiff.cri.streaming.streams import ByteSource, InboundBuffer
+from skiff.cri.streaming.streams import ByteSource, InboundBuffer, read_exact
 
 log = logging.getLogger(__name__)
 
@@ -275,15 +275,7 @@ class SpdySession:
     # --- the reader -------------------------------------------------------------------------
 
     def _read_exact(self, n: int) -> bytes:
-        chunks = []
-        remaining = n
-        while remaining:
-            chunk = self._rfile.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+        return read_exact(self._rfile, n)
 
     def _run(self) -> None:
         try:

@@ -47,6 +47,20 @@ class ByteSource(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
+def read_exact(source: ByteSource, n: int) -> bytes:
+    """``n`` bytes of ``source``, fewer only when the connection ended first
+    (the frame readers of both transports take this as their input)."""
+    chunks = []
+    remaining = n
+    while remaining:
+        chunk = source.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 # --- inbound ----------------------------------------------------------------------------
 
 

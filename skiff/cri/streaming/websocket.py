@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from skiff.cri.streaming.errors import ProtocolViolation, StreamClosed
-from skiff.cri.streaming.streams import ByteSource
+from skiff.cri.streaming.streams import ByteSource, read_exact
 
 log = logging.getLogger(__name__)
 
@@ -290,15 +290,7 @@ class WebSocketConnection:
         return self._ended.is_set()
 
     def _read_exact(self, n: int) -> bytes:
-        chunks = []
-        remaining = n
-        while remaining:
-            chunk = self._rfile.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+        return read_exact(self._rfile, n)
 
     # --- receiving --------------------------------------------------------------------------
 
