@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from skiff.oci.config import ImageConfig
@@ -257,8 +259,8 @@ def port_bindings(container: Container, *, include_exposed: bool) -> dict[str, A
     return out
 
 
-def _network_entry(result: dict[str, Any] | None, name: str, aliases: list[str]) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+_BASIC_NETWORK_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {
         "EndpointID": "",
         "Gateway": "",
         "IPAddress": "",
@@ -267,6 +269,15 @@ def _network_entry(result: dict[str, Any] | None, name: str, aliases: list[str])
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
         "MacAddress": "",
+    }
+)
+"""podman's InspectBasicNetworkConfig, empty: the leading fields of
+NetworkSettings and of each of its Networks (Go embeds the struct in both)."""
+
+
+def _network_entry(result: dict[str, Any] | None, name: str, aliases: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        **_BASIC_NETWORK_CONFIG,
         "NetworkID": name,
         "DriverOpts": None,
         "IPAMConfig": None,
@@ -300,14 +311,7 @@ def _network_settings(container: Container) -> dict[str, Any]:
     state = container.state
     running = state.status in (Status.RUNNING, Status.PAUSED)
     settings: dict[str, Any] = {
-        "EndpointID": "",
-        "Gateway": "",
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "MacAddress": "",
+        **_BASIC_NETWORK_CONFIG,
         "Bridge": "",
         "SandboxID": "",
         "HairpinMode": False,
