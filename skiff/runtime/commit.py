@@ -44,6 +44,7 @@ from skiff.oci import mediatypes as mt
 from skiff.oci.config import ImageConfig
 from skiff.oci.digest import Digest
 from skiff.runtime.engine import Runtime
+from skiff.runtime.ocilayout import write_image
 from skiff.runtime.records import Container, Status
 
 _CHUNK = 1 << 20
@@ -99,37 +100,13 @@ def commit(rt: Runtime, container_ref: str, options: CommitOptions | None = None
         layer_digest, layer_size = _write_layer(rt, container, options, blobs)
         config = build_config(container, base, options, changed, layer_digest)
         config_bytes = json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode()
-        config_digest = _write_blob(blobs, config_bytes)
         layers = [
             {"mediaType": mt.OCI_LAYER, "digest": str(d), "size": _layer_size(rt, container, d)}
             for d in base_diff_ids
         ]
         layers.append({"mediaType": mt.OCI_LAYER, "digest": str(layer_digest), "size": layer_size})
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_MANIFEST,
-            "config": {
-                "mediaType": mt.OCI_CONFIG,
-                "digest": str(config_digest),
-                "size": len(config_bytes),
-            },
-            "layers": layers,
-        }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
-        manifest_digest = _write_blob(blobs, manifest_bytes)
         layout = Path(tmp) / "layout"
-        (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        index = {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": mt.OCI_MANIFEST,
-                    "digest": str(manifest_digest),
-                    "size": len(manifest_bytes),
-                }
-            ],
-        }
-        (layout / "index.json").write_text(json.dumps(index))
+        config_digest = write_image(layout, config_bytes, layers)
         source = get_transport("oci").parse_reference(str(layout))
         copy_options = CopyOptions(
             manifest_format=None if manifest_type == mt.OCI_MANIFEST else manifest_type
@@ -206,12 +183,6 @@ def _write_chunks(blobs: Path, chunks: Iterator[bytes]) -> tuple[Digest, int]:
             os.unlink(tmp)
         raise
     return result, size
-
-
-def _write_blob(blobs: Path, data: bytes) -> Digest:
-    digest = Digest.from_bytes(data)
-    (blobs / digest.hex).write_bytes(data)
-    return digest
 
 
 def _layer_size(rt: Runtime, container: Container, diff_id: Digest) -> int:

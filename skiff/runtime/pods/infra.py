@@ -40,8 +40,8 @@ from pathlib import Path
 from skiff import __version__
 from skiff.errors import ContainerError
 from skiff.oci import mediatypes as mt
-from skiff.oci.digest import Digest
 from skiff.runtime.engine import Runtime
+from skiff.runtime.ocilayout import write_blob, write_image
 from skiff.storage.images import Image
 
 CATATONIT = Path("/usr/bin/catatonit")
@@ -84,12 +84,6 @@ def _layer(binary: bytes, mtime: int) -> bytes:
     return out.getvalue()
 
 
-def _blob(blobs: Path, data: bytes) -> Digest:
-    digest = Digest("sha256", hashlib.sha256(data).hexdigest())
-    (blobs / digest.hex).write_bytes(data)
-    return digest
-
-
 def _write_layout(layout: Path, binary: bytes, mtime: int) -> None:
     from skiff.oci.platform import host_platform
 
@@ -97,7 +91,7 @@ def _write_layout(layout: Path, binary: bytes, mtime: int) -> None:
     blobs.mkdir(parents=True)
     layer = _layer(binary, mtime)
     created = _rfc3339(mtime)
-    layer_digest = _blob(blobs, layer)
+    layer_digest = write_blob(blobs, layer)
     platform = host_platform()
     config = {
         "created": created,
@@ -108,31 +102,8 @@ def _write_layout(layout: Path, binary: bytes, mtime: int) -> None:
         "history": [{"created": created, "created_by": "skiff: pod infra (catatonit -P)"}],
     }
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
-    config_digest = _blob(blobs, config_bytes)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": {
-            "mediaType": mt.OCI_CONFIG,
-            "digest": str(config_digest),
-            "size": len(config_bytes),
-        },
-        "layers": [{"mediaType": mt.OCI_LAYER, "digest": str(layer_digest), "size": len(layer)}],
-    }
-    manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
-    manifest_digest = _blob(blobs, manifest_bytes)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": mt.OCI_MANIFEST,
-                "digest": str(manifest_digest),
-                "size": len(manifest_bytes),
-            }
-        ],
-    }
-    (layout / "index.json").write_text(json.dumps(index))
+    layers = [{"mediaType": mt.OCI_LAYER, "digest": str(layer_digest), "size": len(layer)}]
+    write_image(layout, config_bytes, layers)
 
 
 def _no_policy(source: object, manifest: bytes, manifest_type: str) -> None:
