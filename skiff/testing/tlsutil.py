@@ -107,6 +107,24 @@ class IssuedCert:
         return context
 
 
+_SIGNATURE_ONLY = (
+    x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    ),
+    True,
+)
+"""KeyUsage of the leaf certificates (critical): an ECDSA key that only signs,
+for a TLS handshake or a bearer token alike."""
+
+
 class CertificateAuthority:
     """A self-signed CA that issues server and signing certificates.
 
@@ -187,44 +205,13 @@ class CertificateAuthority:
             [
                 (x509.SubjectAlternativeName([_san(h) for h in hosts]), False),
                 (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-                (
-                    x509.KeyUsage(
-                        digital_signature=True,
-                        content_commitment=False,
-                        key_encipherment=False,
-                        data_encipherment=False,
-                        key_agreement=False,
-                        key_cert_sign=False,
-                        crl_sign=False,
-                        encipher_only=False,
-                        decipher_only=False,
-                    ),
-                    True,
-                ),
+                _SIGNATURE_ONLY,
             ],
         )
 
     def issue_signing(self, common_name: str = "skiff test token signer") -> IssuedCert:
         """A certificate for signing bearer tokens (its chain goes in ``x5c``)."""
-        return self._issue(
-            common_name,
-            [
-                (
-                    x509.KeyUsage(
-                        digital_signature=True,
-                        content_commitment=False,
-                        key_encipherment=False,
-                        data_encipherment=False,
-                        key_agreement=False,
-                        key_cert_sign=False,
-                        crl_sign=False,
-                        encipher_only=False,
-                        decipher_only=False,
-                    ),
-                    True,
-                ),
-            ],
-        )
+        return self._issue(common_name, [_SIGNATURE_ONLY])
 
     def install_certs_d(self, certs_d: Path, hosts: Iterable[str]) -> list[Path]:
         """Write ``CERTS_D/HOST/ca.crt`` for each ``host`` ("127.0.0.1:PORT").
