@@ -11,20 +11,36 @@ peers work on one private vfs store on /dev/shm, never the host's.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import resource
+import shutil
 import stat
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import CliEnv, Result
 from skiff.testing.containers import ContainerEnv
+
+requirements = [
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        any(shutil.which(t) is None for t in ("buildah", "podman", "skopeo", "umoci", "runc")),
+        reason="needs buildah, podman, skopeo, umoci and runc",
+    ),
+]
+"""The modules' ``pytestmark``: the peers and umoci must be installed."""
 
 BUILDAH_ARTEFACTS = {"etc/hostname", "run"}
 """Mount points buildah 1.28 leaves behind after RUN (their parents' mtimes differ too)."""
@@ -107,6 +123,30 @@ def peer_envs(base: Path, layout: BusyboxImage) -> Iterator[tuple[ContainerEnv, 
         ):
             subprocess.run(argv, capture_output=True, env=skiff.environ(peers.env()), check=False)
         skiff.close()
+
+
+# --- the context both tools build from ---------------------------------------------------
+
+
+def write_tarball(path: Path, members: tuple[tuple[str, bytes], ...]) -> None:
+    """A gzipped tar of executable files (mode 0755, one fixed mtime, gzip mtime 0)
+    for ADD to unpack: the same bytes on every run."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            info.mtime = 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+
+
+def pin_mtimes(root: Path) -> None:
+    """Every path under ``root`` at one fixed mtime, so that both images get the
+    same file times from COPY (the comparison includes mtimes)."""
+    for path in root.rglob("*"):
+        os.utime(path, (1_650_000_000, 1_650_000_000), follow_symlinks=False)
 
 
 # --- comparing the two images -----------------------------------------------------------

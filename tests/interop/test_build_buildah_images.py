@@ -20,11 +20,6 @@ an oci-archive, buildah's through ``skiff image copy`` into skiff's store.
 
 from __future__ import annotations
 
-import gzip
-import io
-import os
-import shutil
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,20 +33,16 @@ from buildah_peers import (
     image_config,
     load_skiffs_image_into_podman,
     peer_envs,
+    pin_mtimes,
+    requirements,
     unpack,
+    write_tarball,
 )
 
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.containers import ContainerEnv
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("buildah", "podman", "skopeo", "umoci", "runc")),
-        reason="needs buildah, podman, skopeo, umoci and runc",
-    ),
-]
+pytestmark = requirements
 
 CONTAINERFILE = """\
 ARG BASE=localhost/busybox:latest
@@ -108,47 +99,18 @@ def _context(base: Path) -> Path:
     (ctx / "app" / "lib" / "data.txt").write_text("data\n")
     (ctx / "app" / "link").symlink_to("run.sh")
     (ctx / "config.txt").write_text("setting=1\n")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("README", b"readme\n"), ("bin/tool", b"#!/bin/sh\necho tool\n")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            info.mtime = 1_600_000_000
-            tar.addfile(info, io.BytesIO(data))
-    (ctx / "pkg.tar.gz").write_bytes(gzip.compress(buf.getvalue(), mtime=0))
-    for path in ctx.rglob("*"):
-        os.utime(path, (1_650_000_000, 1_650_000_000), follow_symlinks=False)
+    write_tarball(
+        ctx / "pkg.tar.gz", (("README", b"readme\n"), ("bin/tool", b"#!/bin/sh\necho tool\n"))
+    )
+    pin_mtimes(ctx)
     return ctx
 
 
 def _build_both(skiff: ContainerEnv, peers: Peers, ctx: Path) -> None:
-    peers.buildah(
-        "bud",
-        "-q",
-        "--network",
-        "none",
-        "--timestamp",
-        "0",
-        "--build-arg",
-        "VERSION=2.5",
-        "-t",
-        "localhost/built:buildah",
-        ctx,
-    )
-    skiff.skiff(
-        "build",
-        "-q",
-        "--network",
-        "none",
-        "--timestamp",
-        "0",
-        "--build-arg",
-        "VERSION=2.5",
-        "-t",
-        "localhost/built:skiff",
-        ctx,
-    )
+    """The same build, with the same flags, by buildah and by skiff."""
+    flags = ["-q", "--network", "none", "--timestamp", "0", "--build-arg", "VERSION=2.5"]
+    peers.buildah("bud", *flags, "-t", "localhost/built:buildah", ctx)
+    skiff.skiff("build", *flags, "-t", "localhost/built:skiff", ctx)
 
 
 def test_same_containerfile_same_image(envs: tuple[ContainerEnv, Peers], tmp_shm: Path) -> None:

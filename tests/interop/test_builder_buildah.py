@@ -21,11 +21,6 @@ an oci-archive, buildah's through ``skiff image copy`` into skiff's store.
 
 from __future__ import annotations
 
-import gzip
-import io
-import os
-import shutil
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,20 +34,16 @@ from buildah_peers import (
     image_config,
     load_skiffs_image_into_podman,
     peer_envs,
+    pin_mtimes,
+    requirements,
     unpack,
+    write_tarball,
 )
 
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.containers import ContainerEnv
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("buildah", "podman", "skopeo", "umoci", "runc")),
-        reason="needs buildah, podman, skopeo, umoci and runc",
-    ),
-]
+pytestmark = requirements
 
 COMPARED_CONFIG = (
     "Env",
@@ -81,17 +72,10 @@ def _context(base: Path) -> Path:
     (ctx / "tree" / "link").symlink_to("run.sh")
     (ctx / "owned.txt").write_text("owned\n")
     (ctx / "secret.txt").write_text("secret\n")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("pkg/README", b"readme\n"), ("pkg/bin/tool", b"#!/bin/sh\n")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            info.mtime = 1_600_000_000
-            tar.addfile(info, io.BytesIO(data))
-    (ctx / "pkg.tar.gz").write_bytes(gzip.compress(buf.getvalue(), mtime=0))
-    for path in ctx.rglob("*"):
-        os.utime(path, (1_650_000_000, 1_650_000_000), follow_symlinks=False)
+    write_tarball(
+        ctx / "pkg.tar.gz", (("pkg/README", b"readme\n"), ("pkg/bin/tool", b"#!/bin/sh\n"))
+    )
+    pin_mtimes(ctx)
     return ctx
 
 
