@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -24,16 +25,24 @@ requirements = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cri(busybox_layout: BusyboxImage) -> Iterator[CRIEnv]:
-    """One server for the module; every test removes its sandboxes (``clean``)."""
-    with shm_tempdir("skiff-cri-") as base:
-        env = CRIEnv(base / "env", busybox_layout)
+@contextmanager
+def serving_cri(layout: BusyboxImage, prefix: str) -> Iterator[CRIEnv]:
+    """A started CRI server with its store in a new tmpfs directory (named
+    ``prefix``...); stopped and everything removed on exit."""
+    with shm_tempdir(prefix) as base:
+        env = CRIEnv(base / "env", layout)
         try:
             env.start()
             yield env
         finally:
             env.close()
+
+
+@pytest.fixture(scope="module")
+def cri(busybox_layout: BusyboxImage) -> Iterator[CRIEnv]:
+    """One server for the module; every test removes its sandboxes (``clean``)."""
+    with serving_cri(busybox_layout, "skiff-cri-") as env:
+        yield env
 
 
 @pytest.fixture

@@ -24,9 +24,8 @@ import cri_fixtures
 import grpc
 import pytest
 from cri_api.v1 import api_pb2
-from cri_fixtures import code_of, list_containers, list_sandboxes, requirements
+from cri_fixtures import code_of, list_containers, list_sandboxes, requirements, serving_cri
 
-from skiff.testing import shm_tempdir
 from skiff.testing.busybox import INDEX_HTML, BusyboxImage
 from skiff.testing.criserver import CRIEnv
 from skiff.testing.network import fetch, free_port, wait_for
@@ -344,13 +343,8 @@ def test_the_cli_sees_the_cri_pods_containers_images_and_logs(clean: CRIEnv) -> 
 
 @pytest.fixture
 def own(busybox_layout: BusyboxImage) -> Iterator[CRIEnv]:
-    with shm_tempdir("skiff-cri-own-") as base:
-        env = CRIEnv(base / "env", busybox_layout)
-        try:
-            env.start()
-            yield env
-        finally:
-            env.close()
+    with serving_cri(busybox_layout, "skiff-cri-own-") as env:
+        yield env
 
 
 def test_a_restarted_server_keeps_running_pods(own: CRIEnv) -> None:
