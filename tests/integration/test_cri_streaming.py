@@ -58,6 +58,8 @@ pytestmark = [
 
 V4, V5 = "v4.channel.k8s.io", "v5.channel.k8s.io"
 HTTP_GET = b"GET / HTTP/1.0\r\n\r\n"
+HTTPD = ("busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www")
+"""A container command serving the image's /var/www on 127.0.0.1:8080."""
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +91,14 @@ def sleeper(env: ContainerEnv) -> str:
 @pytest.fixture(scope="module")
 def web(env: ContainerEnv) -> str:
     """busybox httpd on 127.0.0.1:8080 inside a --network none container."""
-    cid = env.run_detached(
-        "--network",
-        "none",
-        env.image,
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "127.0.0.1:8080",
-        "-h",
-        "/var/www",
-    )
-    wait_for(lambda: _listening(env.pid(cid), 8080), "httpd to listen", 20)
+    cid = env.run_detached("--network", "none", env.image, *HTTPD)
+    _wait_httpd(env, cid)
     return cid
+
+
+def _wait_httpd(env: ContainerEnv, cid: str) -> None:
+    """Wait until the container's httpd listens on 8080 in its network namespace."""
+    wait_for(lambda: _listening(env.pid(cid), 8080), "httpd to listen", 20)
 
 
 def _listening(pid: int, port: int) -> bool:
@@ -412,20 +408,9 @@ def test_portforward_into_a_bridge_network_namespace(
     server: StreamingServer, env: ContainerEnv
 ) -> None:
     network = env.network()
-    cid = env.run_detached(
-        "--network",
-        network,
-        env.image,
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "127.0.0.1:8080",
-        "-h",
-        "/var/www",
-    )
+    cid = env.run_detached("--network", network, env.image, *HTTPD)
     try:
-        wait_for(lambda: _listening(env.pid(cid), 8080), "httpd to listen", 20)
+        _wait_httpd(env, cid)
         from skiff.runtime.engine import Runtime
 
         with Runtime(env.context()) as rt:
@@ -443,19 +428,8 @@ def test_portforward_into_a_bridge_network_namespace(
 def test_portforward_into_a_pod_sandbox(server: StreamingServer, env: ContainerEnv) -> None:
     pod = env.skiff("pod", "create", "--name", "pf", "--network", "none").stdout.strip()
     try:
-        cid = env.run_detached(
-            "--pod",
-            "pf",
-            env.image,
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "127.0.0.1:8080",
-            "-h",
-            "/var/www",
-        )
-        wait_for(lambda: _listening(env.pid(cid), 8080), "httpd to listen", 20)
+        cid = env.run_detached("--pod", "pf", env.image, *HTTPD)
+        _wait_httpd(env, cid)
         conn = SpdyConnection(server.register_portforward(pod), ["portforward.k8s.io"])
         try:  # the pod's namespace is its infra container's, shared by the member
             assert spdy_forward(conn, 8080, 0, HTTP_GET).data.endswith(INDEX_HTML)
