@@ -35,6 +35,30 @@ def tour_lines() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
+def run_tour(script: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``script`` run by bash in the repository, as a reader pastes it; the demo
+    registry it starts is stopped afterwards, whatever happened."""
+    try:
+        return subprocess.run(
+            ["bash", "-c", script],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    finally:
+        subprocess.run(
+            ["scripts/demo-registry", "stop"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
 def test_readme_image_tour_runs_as_written(tmp_shm: Path) -> None:
     port = free_port()
     tour_dir = tmp_shm / "skiff-tour"
@@ -57,25 +81,7 @@ def test_readme_image_tour_runs_as_written(tmp_shm: Path) -> None:
             for line in lines
         ]
     )
-    try:
-        result = subprocess.run(
-            ["bash", "-c", script],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-    finally:
-        subprocess.run(
-            ["scripts/demo-registry", "stop"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+    result = run_tour(script, env, timeout=180)
     assert result.returncode == 0, f"tour failed:\n{result.stdout}\n{result.stderr}"
     # what the tour shows: the tags, the inspect output, skopeo reading the zstd copy
     assert '"Tags": [\n        "latest"\n    ]' in result.stdout
@@ -107,25 +113,7 @@ def test_readme_container_tour_runs_as_written(tmp_shm: Path) -> None:
         for line in block.group(1).splitlines()
         if line.strip()
     ]
-    try:
-        result = subprocess.run(
-            ["bash", "-c", "\n".join(["set -euo pipefail", *lines])],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    finally:
-        subprocess.run(
-            ["scripts/demo-registry", "stop"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+    result = run_tour("\n".join(["set -euo pipefail", *lines]), env, timeout=300)
     assert result.returncode == 0, f"tour failed:\n{result.stdout}\n{result.stderr}"
     out = result.stdout
     assert "hello from " in out
