@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import pytest
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.cli import assert_clean_failure
 from skiff.testing.containers import ContainerEnv, wait_for
+from skiff.testing.network import fetch, free_port
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="building runs containers: needs root"),
@@ -230,35 +228,21 @@ def test_demo_web_image_serves_its_page(env: ContainerEnv) -> None:
     )
     assert "Successfully tagged localhost/demo/web:latest" in result.stdout
     net = env.network()
-    port = _free_port()
+    port = free_port()
     env.run_detached(
         "--name", "web", "--network", net, "-p", f"127.0.0.1:{port}:8080", "localhost/demo/web"
     )
     page: list[bytes] = []
 
     def served() -> bool:
-        body = _fetch(f"http://127.0.0.1:{port}/")
+        body = fetch(f"http://127.0.0.1:{port}/")
         if body is not None:
             page.append(body)
         return body is not None
 
     wait_for(served, "the demo page on the published port", 20)
     assert b"<h1>Hello from skiff</h1>" in page[-1]
-    assert _fetch(f"http://127.0.0.1:{port}/health.txt") == b"ok\n"
+    assert fetch(f"http://127.0.0.1:{port}/health.txt") == b"ok\n"
     user = env.skiff("exec", "web", "id", "-un").stdout.strip()
     assert user == "www"
     env.skiff("rm", "-f", "-t", "0", "web")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except (urllib.error.URLError, OSError):
-        return None

@@ -17,7 +17,6 @@ import os
 import pty
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import termios
@@ -34,6 +33,7 @@ from skiff.testing import shm_tempdir
 from skiff.testing.busybox import INDEX_HTML, BusyboxImage
 from skiff.testing.containers import ContainerEnv, wait_for
 from skiff.testing.kubeapi import KubeAPIStandIn
+from skiff.testing.network import free_port
 
 pytestmark = [
     pytest.mark.interop,
@@ -205,16 +205,10 @@ def test_kubectl_attach_follows_output(cluster: Cluster) -> None:
     cluster.env.skiff("rm", "-f", "-t", "0", cid)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_kubectl_port_forward(cluster: Cluster, transport: str) -> None:
     wait_for(lambda: _fetch_inside(cluster, "web"), "httpd to answer inside its container", 20)
-    local = _free_port()
+    local = free_port()
     del cluster.api.upgrades[:]
     process = subprocess.Popen(
         cluster.kubectl_argv("port-forward", "web", f"{local}:8080"),
