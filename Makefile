@@ -34,6 +34,7 @@ $(VENV)/.installed: pyproject.toml
 # writing .pyc files, not reading them)
 compile: venv
 	$(BIN)/python -m compileall -q -j 0 skiff
+	$(BIN)/python -m skiff.codecache  # the code dataclasses generate, kept like bytecode (skiff/codecache.py)
 
 deps: apt venv compile
 

@@ -17,8 +17,10 @@ from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
-from skiff import __version__
+from skiff import __version__, codecache
 from skiff.errors import SkiffError, UsageError
+
+codecache.install()  # before any dataclass is defined (see skiff.codecache)
 
 
 class Cmd:
