@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from skiff.errors import CommandNotFound, CommandNotInvokable, ContainerError
+from skiff.runtime import procwait
 from skiff.runtime.exitfile import read_exit_code, remove_exit_file
 
 log = logging.getLogger(__name__)
@@ -377,10 +378,17 @@ def runtime_error(runtime_name: str, what: str, message: str) -> ContainerError:
     """
     reason = clean_runtime_message(message) or "no error message"
     text = f"{runtime_name}: {what}: {reason}"
+    # podman's suffixes: the same words whichever runtime (runc and crun word
+    # and capitalise the reason differently)
     if re.search(_NOT_FOUND, reason, re.IGNORECASE):
-        return CommandNotFound(text, "check the command and the image's PATH")
+        return CommandNotFound(
+            f"{text}: OCI runtime attempted to invoke a command that was not found",
+            "check the command and the image's PATH",
+        )
     if re.search(_NOT_INVOKABLE, reason, re.IGNORECASE):
-        return CommandNotInvokable(text, "the command exists but cannot be executed")
+        return CommandNotInvokable(
+            f"{text}: OCI permission denied", "the command exists but cannot be executed"
+        )
     return ContainerError(text)
 
 
@@ -469,9 +477,8 @@ class _Launch:
 
     def wait_parent(self, what: str, timeout: float) -> None:
         """The first conmon exits once it forked the monitor."""
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        code = procwait.wait(self.proc, timeout)
+        if code is None:
             self.proc.kill()
             self.proc.wait()
             raise ContainerError(

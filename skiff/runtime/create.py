@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skiff.errors import NameInUse, UsageError
+from skiff.errors import NameInUse, SkiffError, UsageError
 from skiff.oci.config import ImageConfig
 from skiff.runtime import serde
 from skiff.runtime.engine import Runtime
@@ -22,6 +22,9 @@ from skiff.runtime.specgen.generator import NamespaceMode, SpecGenerator
 from skiff.runtime.specgen.spec import process_args, stop_signal
 from skiff.storage.images import Image
 from skiff.storage.layers import random_id
+
+if TYPE_CHECKING:
+    from skiff.runtime.oci import OCIRuntime
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +98,29 @@ def network_mode_of(sg: SpecGenerator, pod_id: str | None) -> str:
     return str(ns.mode.value)
 
 
+def _propagates_to_host(sg: SpecGenerator) -> bool:
+    """Whether mounts made in the container should reach the host
+    (``shared``/``rshared`` propagation of a bind or volume)."""
+    return any(getattr(m, "propagation", "") in ("shared", "rshared") for m in sg.storage.mounts)
+
+
+def _runtime_for(rt: Runtime, requested: str, sg: SpecGenerator) -> OCIRuntime:
+    """The OCI runtime for a new container: the one asked for, else the
+    default — except that a container whose mounts propagate to the host
+    gets runc when the default is crun behind its hybrid-cgroups wrapper
+    (whose calls run in a mount namespace of their own: crun_hybrid.py)."""
+    runtime = rt.oci(requested)
+    if requested or runtime.choice.wrapper is None or not _propagates_to_host(sg):
+        return runtime
+    try:
+        return rt.oci("runc")
+    except SkiffError as exc:
+        log.warning("shared mount propagation may not reach the host: %s", exc)
+        return runtime
+
+
 def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     """Record a new container over ``opts.image``; returns it in state Created."""
-    from skiff.runtime.oci import OCIRuntime  # noqa: F401 - type of rt.oci()
-
     sg = opts.spec
     sg.validate()
     if opts.name:
@@ -110,7 +132,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
             )
     name = opts.name or _unique_name(rt)
     image_config = ImageConfig.from_bytes(opts.image.config)
-    runtime = rt.oci(opts.runtime)
+    runtime = _runtime_for(rt, opts.runtime, sg)
     container_id = opts.container_id or random_id()
     for other in opts.volumes_from:
         rt.records.get(other.split(":", 1)[0])

@@ -7,7 +7,9 @@ what ``runtime_info`` returns: everything goes into ``host`` except
 - ``ociRuntime`` {name, package, path, version}: the runtime skiff would
   use for a new container (``select_runtime``), with ``version`` the full
   ``--version`` text as podman shows it, plus ``reason``: why this one (a
-  runtime passed over says why, e.g. crun on hybrid cgroups);
+  runtime passed over says why, e.g. crun on hybrid cgroups), and
+  ``wrapper``: the script that runs instead of ``path`` when there is one
+  (crun on hybrid cgroups: ``skiff.runtime.crun_hybrid``);
 - ``conmon`` {package, path, version};
 - ``cgroupVersion`` (v1/v2), ``cgroupManager`` (cgroupfs: skiff writes
   cgroup paths itself, never through systemd), ``cgroupControllers``;
@@ -128,16 +130,21 @@ def _oci_runtime(run_root: Path) -> dict[str, Any]:
     from skiff.runtime.oci import select_runtime
 
     try:
-        choice = select_runtime(run_root, default=os.environ.get("SKIFF_RUNTIME") or None)
+        choice = select_runtime(
+            run_root, default=os.environ.get("SKIFF_RUNTIME") or None, wrap_hybrid=True
+        )
     except SkiffError as exc:
         return {"name": "", "path": "", "version": "", "package": "", "error": str(exc)}
-    return {
+    out = {
         "name": choice.name,
         "package": _package_of(choice.path),
         "path": str(choice.path),
         "version": _version_text(choice.path) or f"{choice.name} version {choice.version}",
         "reason": choice.reason,
     }
+    if choice.wrapper is not None:
+        out["wrapper"] = str(choice.wrapper)  # what actually runs (crun on hybrid cgroups)
+    return out
 
 
 def _conmon() -> dict[str, Any]:

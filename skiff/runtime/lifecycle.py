@@ -27,6 +27,7 @@ from typing import Any
 from skiff.errors import ContainerError, ContainerStateError, SkiffError, StorageError
 from skiff.oci.config import ImageConfig
 from skiff.runtime import conmon as monitor
+from skiff.runtime import seccomp_cache
 from skiff.runtime.create import spec_of
 from skiff.runtime.engine import Runtime
 from skiff.runtime.exitfile import read_exit_record, remove_exit_file, wait_exit
@@ -265,6 +266,7 @@ def _prepare(rt: Runtime, container: Container) -> dict[str, Any]:
         container_pids=_namespace_pids(rt, sg),
         host=host,
     )
+    seccomp_cache.apply(spec, rt.oci(container.config.runtime))
     _write_json(paths.config_json, spec)
     return spec
 
@@ -379,7 +381,7 @@ def _launch(rt: Runtime, container: Container, *, exit_delay: int | None = None)
     state.stopped_by_user = False
     state.boot_id = boot_id()
     try:
-        _prepare(rt, container)
+        spec = _prepare(rt, container)
         paths.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = (
             Path(container.config.log_path) if container.config.log_driver == "k8s-file" else None
@@ -407,6 +409,7 @@ def _launch(rt: Runtime, container: Container, *, exit_delay: int | None = None)
     except BaseException as exc:
         _abort(rt, container, str(exc) if isinstance(exc, SkiffError) else type(exc).__name__)
         raise
+    seccomp_cache.remember(spec, runtime, container.id)
     state.pid = result.container_pid
     state.conmon_pid = result.conmon_pid or 0
     state.status = Status.INITIALIZED

@@ -28,10 +28,11 @@ Choosing the runtime (``select_runtime``):
   table and the version, not by running a container; the verdict is cached
   per boot (keyed by the binary's mtime and size) in
   RUNROOT/runtime/probe.json so that ordinary commands do not exec
-  ``crun --version``. skiff does not use the work-around of hiding the
-  cgroup2 mount in a private mount namespace (/work/shared/bench/
-  crun-legacy): every runtime call and conmon would need it, and network
-  namespace mounts made later would not propagate into it.
+  ``crun --version``. Such a crun is still used, through a script that
+  runs each call in a mount namespace of its own without that cgroup2
+  mount (``crun_hybrid.py``: ``RuntimeChoice.wrapper``, the executable
+  every call and conmon run; ``path`` stays crun's). Only where that
+  script cannot be written (no busybox, no util-linux) is crun passed over.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from skiff.errors import ContainerError, ContainerStateError, UsageError
+from skiff.runtime import procwait
 from skiff.runtime.specgen.host import CgroupLayout, detect_cgroup_layout
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,12 @@ class RuntimeChoice:
     reason: str
     """Why this one: "requested with --runtime", "configured default", or
     the reasons the preferred runtimes were passed over."""
+    wrapper: Path | None = None
+    """What runs instead of ``path`` (crun on hybrid cgroups: crun_hybrid.py)."""
+
+    @property
+    def executable(self) -> Path:
+        return self.wrapper or self.path
 
 
 def find_runtime(name_or_path: str) -> Path | None:
@@ -207,14 +215,40 @@ def _write_cache(path: Path, data: dict[str, Any]) -> None:
                 os.unlink(tmp)
 
 
+def _hybrid_wrapper(
+    path: Path, check: RuntimeCheck, run_root: Path, layout: CgroupLayout
+) -> Path | None:
+    """The crun_hybrid script for a crun refused only for hybrid cgroups."""
+    if check.usable or _runtime_kind(path) != "crun" or not check.version:
+        return None
+    if not layout.is_hybrid or not host_problem("crun", check.version, layout):
+        return None
+    from skiff.runtime.crun_hybrid import ensure_wrapper
+
+    return ensure_wrapper(run_root, path)
+
+
+def _wrapped_reason(check: RuntimeCheck, wrapper: Path) -> str:
+    return (
+        f"{check.reason}; so each crun call runs in a mount namespace of its own "
+        f"without that mount ({wrapper})"
+    )
+
+
 def select_runtime(
     run_root: Path,
     requested: str | None = None,
     *,
     default: str | None = None,
     layout: CgroupLayout | None = None,
+    wrap_hybrid: bool = False,
 ) -> RuntimeChoice:
-    """Pick the OCI runtime (see the module docstring)."""
+    """Pick the OCI runtime (see the module docstring).
+
+    ``wrap_hybrid``: allow crun on hybrid cgroups through its wrapper
+    script. The script lives in the run root (per boot), so only callers
+    that run the runtime now may use it — not, say, a systemd unit written
+    for later boots."""
     layout = layout or detect_cgroup_layout()
     if requested:
         path = find_runtime(requested)
@@ -224,6 +258,10 @@ def select_runtime(
                 "give a runtime name on PATH (crun, runc) or an executable's path",
             )
         check = check_runtime(path, run_root, layout)
+        wrapper = _hybrid_wrapper(path, check, run_root, layout) if wrap_hybrid else None
+        if wrapper is not None:
+            reason = "requested with --runtime; " + _wrapped_reason(check, wrapper)
+            return RuntimeChoice(_runtime_kind(path), path, check.version, reason, wrapper)
         if not check.usable:
             raise ContainerError(
                 f"OCI runtime {path} cannot be used: {check.reason}", "use --runtime runc"
@@ -237,7 +275,8 @@ def select_runtime(
             passed_over.append(f"{candidate} not found")
             continue
         check = check_runtime(path, run_root, layout)
-        if not check.usable:
+        wrapper = _hybrid_wrapper(path, check, run_root, layout) if wrap_hybrid else None
+        if not check.usable and wrapper is None:
             passed_over.append(check.reason)
             if candidate == default:
                 log.warning("configured runtime %s cannot be used: %s", candidate, check.reason)
@@ -248,7 +287,9 @@ def select_runtime(
             reason = "; ".join(passed_over) + f"; using {_runtime_kind(path)}"
         else:
             reason = "preferred runtime"
-        return RuntimeChoice(_runtime_kind(path), path, check.version, reason)
+        if wrapper is not None:
+            reason += "; " + _wrapped_reason(check, wrapper)
+        return RuntimeChoice(_runtime_kind(path), path, check.version, reason, wrapper)
     raise ContainerError(
         "no usable OCI runtime: " + "; ".join(passed_over),
         "install runc (Debian package runc) or crun",
@@ -288,13 +329,34 @@ def read_log_errors(path: Path) -> list[str]:
     return [m for m in messages if m]
 
 
+def _without_unlimited(resources: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+    """``resources`` without the "unlimited" pids limit and CPU quota, and
+    which of them were there (cpu: with the period to keep)."""
+    out = dict(resources)
+    lift: dict[str, int] = {}
+    pids = out.get("pids")
+    if isinstance(pids, Mapping) and pids.get("limit") == -1:
+        del out["pids"]
+        lift["pids"] = -1
+    cpu = out.get("cpu")
+    if isinstance(cpu, Mapping) and cpu.get("quota") == -1:
+        rest = {key: value for key, value in cpu.items() if key != "quota"}
+        if rest:
+            out["cpu"] = rest
+        else:
+            del out["cpu"]
+        lift["cpu"] = int(cpu.get("period") or 100_000)
+    return out, lift
+
+
 class OCIRuntime:
     """runc/crun for one store: ``--root`` is RUNROOT/runtime/NAME."""
 
     def __init__(self, choice: RuntimeChoice, run_root: Path) -> None:
         self.choice = choice
         self.name = choice.name
-        self.path = choice.path
+        self.path = choice.executable
+        """What is executed (conmon's ``-r`` too): the runtime, or its wrapper."""
         self.state_root = run_root / "runtime" / choice.name
         self.log_dir = run_root / "runtime" / f"{choice.name}.logs"
         """Per-call ``--log`` files, kept out of ``state_root`` (the runtime
@@ -304,7 +366,7 @@ class OCIRuntime:
     def for_store(
         cls, run_root: Path, requested: str | None = None, *, default: str | None = None
     ) -> OCIRuntime:
-        return cls(select_runtime(run_root, requested, default=default), run_root)
+        return cls(select_runtime(run_root, requested, default=default, wrap_hybrid=True), run_root)
 
     # --- argv ---------------------------------------------------------------------
     def global_args(self, log_path: Path | None = None) -> list[str]:
@@ -399,16 +461,14 @@ class OCIRuntime:
         log_path = self._new_call_log()
         try:
             try:
-                result = subprocess.run(
+                result = procwait.run(
                     self.argv(*args, log_path=log_path),
-                    stdin=None if input_data is not None else stdin,
-                    input=input_data,
+                    stdin=stdin,
+                    input_data=input_data,
                     stdout=stdout,
                     stderr=stderr,
                     env=_clean_env(),
-                    close_fds=True,
                     timeout=timeout,
-                    check=False,
                 )
             except subprocess.TimeoutExpired as exc:
                 raise ContainerError(f"{self.name} {what}: no answer within {timeout} s") from exc
@@ -533,9 +593,21 @@ class OCIRuntime:
         self._invoke(["resume", container_id], what=f"resume {container_id}")
 
     def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
-        """``update --resources FILE`` with an OCI ``linux.resources`` object."""
+        """``update --resources FILE`` with an OCI ``linux.resources`` object.
+
+        crun 1.8 cannot lift a limit: for ``"pids": {"limit": -1}`` it
+        writes -1 into pids.max and for ``"cpu": {"quota": -1}`` a huge
+        number into the CFS quota, both refused by the kernel (and 0 means
+        "leave it" to it). So for crun those two are taken out of the
+        update and written here, as runc writes them: "max" into pids.max,
+        -1 into cpu.cfs_quota_us (cgroup v2: "max PERIOD" into cpu.max), in
+        the cgroup the runtime's state says the container's bundle names.
+        """
         import tempfile
 
+        lift: dict[str, int] = {}
+        if self.name == "crun":
+            resources, lift = _without_unlimited(resources)
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, name = tempfile.mkstemp(dir=self.log_dir, prefix="resources-", suffix=".json")
         try:
@@ -547,6 +619,38 @@ class OCIRuntime:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(name)
+        if lift:
+            self._lift_limits(container_id, lift)
+
+    def _lift_limits(self, container_id: str, lift: Mapping[str, int]) -> None:
+        from skiff.runtime.cgroups import cgroup_at
+
+        what = f"{self.name} update {container_id}"
+        state = self.state(container_id)
+        if state is None:
+            raise ContainerStateError(f"{what}: the runtime has no such container")
+        try:
+            config = json.loads((Path(str(state.get("bundle"))) / "config.json").read_bytes())
+            cgroup = cgroup_at(str(config["linux"]["cgroupsPath"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ContainerError(f"{what}: cannot find the container's cgroup: {exc}") from exc
+        writes: list[tuple[Path | None, str, str]] = []
+        if "pids" in lift:
+            writes.append((cgroup.dir("pids"), "pids.max", "max"))
+        if "cpu" in lift:
+            if cgroup.version == 2:
+                writes.append((cgroup.dir("cpu"), "cpu.max", f"max {lift['cpu']}"))
+            else:
+                writes.append((cgroup.dir("cpu"), "cpu.cfs_quota_us", "-1"))
+        for directory, filename, value in writes:
+            if directory is None:
+                continue  # the controller is not mounted here: no limit to lift
+            try:
+                (directory / filename).write_text(value)
+            except OSError as exc:
+                raise ContainerError(
+                    f"{what}: writing {directory}/{filename}: {exc.strerror}"
+                ) from exc
 
     def list_ids(self) -> list[str]:
         result = self._invoke(["list", "--format", "json"], what="list")
