@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from skiff.runtime.engine import Runtime
 from skiff.runtime.records import Container, Status
+from skiff.storage.db import boot_id, process_alive
 
 
 def _iso(ts: float) -> str:
@@ -117,11 +119,28 @@ class PsRow:
         }
 
 
+def _unchanged(rt: Runtime, c: Container, boot: str) -> bool:
+    """Whether ``lifecycle.sync`` would leave a live container's record as
+    it is: same boot, no exit file from conmon, its process (or conmon) still
+    there. Answered from the record and three system calls, without the
+    container's lock or the lifecycle code, so that ``ps`` with a hundred
+    running containers does not take a hundred locks to change nothing."""
+    state = c.state
+    if state.boot_id and state.boot_id != boot:
+        return False
+    if os.path.lexists(os.path.join(rt.run_root, "exits", c.id)):
+        return False
+    return not state.pid or process_alive(state.pid) or process_alive(state.conmon_pid)
+
+
 def list_containers(rt: Runtime, *, all_containers: bool) -> list[Container]:
     out = []
+    boot = boot_id()
     for record in rt.records.all():
         c = record
-        if c.state.status in (Status.RUNNING, Status.PAUSED, Status.INITIALIZED):
+        if c.state.status in (Status.RUNNING, Status.PAUSED, Status.INITIALIZED) and not _unchanged(
+            rt, c, boot
+        ):
             # imported only when a live container must be checked: the
             # lifecycle pulls in conmon and spec generation
             from skiff.runtime import lifecycle

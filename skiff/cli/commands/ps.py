@@ -97,7 +97,7 @@ def _label_match(labels: dict[str, str], spec: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skiff.cli.output import format_items
+    from skiff.cli.output import format_items, is_json
     from skiff.cli.runtimecli import open_runtime
     from skiff.runtime.listing import list_containers, ps_row
 
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 print(r.ID)
             return 0
         columns = list(DEFAULT_COLUMNS)
-        json_items = [r.json() for r in rows]
+        json_items = [r.json() for r in rows] if is_json(args.format) else None
         if args.pod:
             columns.append(("Pod", "POD ID"))
             columns.append(("PodName", "PODNAME"))
