@@ -27,6 +27,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,9 +156,7 @@ class Database:
                 check_same_thread=True,
             )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
         except sqlite3.DatabaseError as exc:
@@ -249,6 +248,30 @@ class Database:
             _keep_wal_on_close(conn, self.path)
             conn.close()
             self._local.conn = None
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (kept in the file, so done once per store).
+
+    The switch needs the database to itself, and SQLite does not wait on its
+    busy handler for it when other connections opened the new file at the
+    same moment (several threads or processes making one store): it answers
+    "database is locked" at once. Those answers are retried here until the
+    busy timeout; a database already in WAL mode costs one read.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            row = conn.execute("PRAGMA journal_mode").fetchone()
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _split_statements(script: str) -> list[str]:

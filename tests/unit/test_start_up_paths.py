@@ -231,6 +231,38 @@ def test_created_name(statement: str, name: str) -> None:
     assert dbmod._created_name(statement) == name
 
 
+def test_threads_opening_a_new_store_at_once_all_get_in(tmp_path: Path) -> None:
+    """SQLite answers "locked" at once (no busy wait) to racing WAL switches."""
+    import threading
+
+    for trial in range(15):
+        path = tmp_path / f"db{trial}.sqlite"
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(4)
+
+        def open_and_create(
+            db_path: Path = path,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            barrier.wait()
+            try:
+                db = Database(db_path)
+                db.ensure_schema("things", SCRIPT)
+                db.close()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_and_create) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()
+        assert mode == ("wal",)
+
+
 def test_closing_keeps_the_wal_and_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     db = Database(path)

@@ -43,7 +43,8 @@ def new_link_name() -> str:
 
 def overlay_supported(root: Path) -> bool:
     """Try a real overlay mount under ``root`` (the only reliable test)."""
-    probe = root / f".overlay-probe-{os.getpid()}"
+    # per thread too: threads of one process may open stores at once
+    probe = root / f".overlay-probe-{os.getpid()}-{threading.get_ident()}"
     try:
         for sub in ("lower1", "lower2", "upper", "work", "merged"):
             (probe / sub).mkdir(parents=True, exist_ok=True)
