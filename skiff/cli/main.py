@@ -286,6 +286,26 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse checks every argument through a new formatter, which asks
+        # for the terminal's size each time (~90 times for ``run``): ask once
+        formatter: argparse.HelpFormatter = self.formatter_class(  # type: ignore[call-arg]
+            prog=self.prog, width=_help_width()
+        )
+        return formatter
+
+
+_WIDTH: list[int] = []
+
+
+def _help_width() -> int:
+    """The width argparse's formatters use: the terminal's, less 2."""
+    if not _WIDTH:
+        import shutil
+
+        _WIDTH.append(shutil.get_terminal_size().columns - 2)
+    return _WIDTH[0]
+
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--version", action="version", version=f"skiff version {__version__}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import select
@@ -35,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 from skiff.errors import ContainerError
+from skiff.libc import open_libc
 
 # inotify(7) event bits
 IN_MODIFY = 0x00000002
@@ -68,12 +68,7 @@ class _Libc:
     @classmethod
     def get(cls) -> ctypes.CDLL:
         if cls._lib is None:
-            try:
-                # by its soname: find_library would run ``ldconfig -p`` (a
-                # process per skiff command that waits for an exit)
-                lib = ctypes.CDLL("libc.so.6", use_errno=True)
-            except OSError:
-                lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            lib = open_libc()
             lib.inotify_init1.argtypes = [ctypes.c_int]
             lib.inotify_init1.restype = ctypes.c_int
             lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]

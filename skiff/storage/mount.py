@@ -8,11 +8,11 @@ container would cost a process each time.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
 from skiff.errors import StorageError
+from skiff.libc import open_libc
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -33,12 +33,7 @@ _libc: ctypes.CDLL | None = None
 def _lib() -> ctypes.CDLL:
     global _libc  # noqa: PLW0603 - one handle to libc per process
     if _libc is None:
-        try:
-            # by its soname first: find_library runs ``ldconfig -p`` (~0.3 s
-            # here), which every mount of a short command would pay
-            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        except OSError:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc = open_libc()
     return _libc
 
 

@@ -22,7 +22,6 @@ copy of these mounts outlives their removal here.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -33,6 +32,7 @@ import uuid
 from pathlib import Path
 
 from skiff.errors import ContainerError
+from skiff.libc import open_libc
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
@@ -42,16 +42,7 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-def _load_libc() -> ctypes.CDLL:
-    # by its soname first: find_library runs ``ldconfig -p``, a process spawned
-    # at import by every command that may set up a network (skiff run)
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-_libc = _load_libc()
+_libc = open_libc()
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,
