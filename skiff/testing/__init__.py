@@ -42,8 +42,27 @@ def shm_tempdir(prefix: str = "skiff-test-") -> Iterator[Path]:
     fast and leaves nothing on disk if a run is killed before teardown
     (tmpfs is emptied at reboot).
     """
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=shm_base()))
+    path = _make_dir(prefix)
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _make_dir(prefix: str) -> Path:
+    """A new directory named ``prefix`` + 8 hex digits, mode 0700.
+
+    Not ``tempfile.mkdtemp``: its names may end in ``_`` (``skiff-test-ab_``),
+    and tools that name an image after its path (podman's ``oci:DIR``) refuse
+    such a path as a reference, which made tests fail by the luck of the name.
+    """
+    import secrets
+
+    base = shm_base() or Path(tempfile.gettempdir())
+    while True:
+        path = base / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir(0o700)
+        except FileExistsError:
+            continue
+        return path
