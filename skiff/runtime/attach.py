@@ -301,7 +301,8 @@ class _WinchPipe:
             self.fd = self._w = -1
 
 
-def _terminal_size(*fds: int | None) -> tuple[int, int] | None:
+def terminal_size(*fds: int | None) -> tuple[int, int] | None:
+    """(rows, columns) of the first of ``fds`` that is a terminal; None if none is."""
     for fd in fds:
         if fd is None:
             continue
@@ -356,7 +357,7 @@ def attach(
         out_fd = _fileno(stdout) if stdout is not None else None
         term_fd = in_fd if tty and in_fd is not None and os.isatty(in_fd) else None
         if tty:
-            size = resize or _terminal_size(term_fd, out_fd)
+            size = resize or terminal_size(term_fd, out_fd)
             if size is not None:
                 send_resize(directory, *size)
         winch = _WinchPipe(
@@ -385,7 +386,7 @@ def attach(
 
 
 def _resize_from(directory: Path, *fds: int | None) -> None:
-    size = _terminal_size(*fds)
+    size = terminal_size(*fds)
     if size is not None:
         with contextlib.suppress(ContainerError, UsageError):
             send_resize(directory, *size)

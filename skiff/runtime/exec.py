@@ -71,6 +71,11 @@ class ExecOptions:
     privileged: bool = False
     detach: bool = False
     detach_keys: bytes = DEFAULT_DETACH_KEYS
+    console_size: tuple[int, int] | None = None
+    """(rows, columns) of the caller's terminal: with ``tty``, the new
+    terminal has that size from the start (OCI ``process.consoleSize``), so
+    a command that asks at once (``stty size``) does not race the first
+    resize message."""
 
 
 @dataclass
@@ -147,6 +152,9 @@ def exec_process(
         "terminal": opts.tty,
     }
     process.pop("consoleSize", None)
+    if opts.tty and opts.console_size is not None:
+        rows, columns = opts.console_size
+        process["consoleSize"] = {"height": rows, "width": columns}
     env = dict(opts.env)
     if opts.user is not None or opts.privileged:
         sg = spec_of(container)

@@ -212,7 +212,10 @@ def test_spdy_exec_large_output(server: StreamingServer, sleeper: str, flow_cont
 def test_exec_tty_starts_with_the_clients_size(
     server: StreamingServer, sleeper: str, transport: str
 ) -> None:
-    url = server.register_exec(sleeper, ["stty", "size"], tty=True, stdin=True, stderr=False)
+    # after a moment: crun 1.8 sizes an exec's new terminal (process.consoleSize)
+    # from its side while the command may already run (~1 in 40 saw 0 rows)
+    command = ["sh", "-c", "sleep 0.3; stty size"]
+    url = server.register_exec(sleeper, command, tty=True, stdin=True, stderr=False)
     if transport == "spdy":
         outcome = SpdyRemoteCommand(url, stdin=True, tty=True, initial_size=(123, 45)).finish()
     else:

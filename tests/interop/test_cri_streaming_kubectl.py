@@ -155,7 +155,9 @@ def test_kubectl_exec_tty_gets_the_terminal_size(cluster: Cluster, transport: st
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
     try:
         process = subprocess.Popen(
-            cluster.kubectl_argv("exec", "-it", "shell", "--", "stty", "size"),
+            # after a moment: crun 1.8 sizes an exec's new terminal from its
+            # side while the command may already run (~1 in 40 saw 0 rows)
+            cluster.kubectl_argv("exec", "-it", "shell", "--", "sh", "-c", "sleep 0.3; stty size"),
             stdin=slave,
             stdout=slave,
             stderr=slave,

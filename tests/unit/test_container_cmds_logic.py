@@ -89,6 +89,14 @@ def test_exec_process_keeps_the_containers_process_but_the_changes(rootfs: Path)
     assert "consoleSize" not in process
 
 
+def test_exec_process_sizes_a_terminal_from_the_start(rootfs: Path) -> None:
+    sized = ExecOptions(command=["stty", "size"], tty=True, console_size=(33, 111))
+    process = exec_process(oci_config(rootfs), container(), sized)
+    assert process["consoleSize"] == {"height": 33, "width": 111}
+    no_tty = ExecOptions(command=["stty", "size"], console_size=(33, 111))
+    assert "consoleSize" not in exec_process(oci_config(rootfs), container(), no_tty)
+
+
 def test_exec_process_for_another_user(rootfs: Path) -> None:
     process = exec_process(oci_config(rootfs), container(), ExecOptions(command=["id"], user="www"))
     assert process["user"] == {"uid": 1000, "gid": 1000, "umask": 18}

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         detach_keys=parse_detach_keys(args.detach_keys)
         if args.detach_keys is not None
         else DEFAULT_DETACH_KEYS,
+        console_size=_console_size() if args.tty else None,
     )
     rt = open_runtime(args)
     try:
@@ -82,3 +83,9 @@ def run(args: argparse.Namespace) -> int:
         return result.exit_code if result.exit_code is not None else 0
     finally:
         rt.close()
+
+
+def _console_size() -> tuple[int, int] | None:
+    from skiff.runtime.attach import terminal_size
+
+    return terminal_size(sys.stdin.fileno(), sys.stdout.fileno())

@@ -150,6 +150,7 @@ def exec_session(ctx: SystemContext, request: ExecRequest, io: SessionIO) -> int
             tty=request.tty,
             interactive=request.stdin,
             detach_keys=b"",
+            console_size=_console_size(io),
         )
         streams = ExecStreams(
             stdin=_as_io(io.stdin if request.stdin else None),
@@ -170,6 +171,14 @@ def exec_session(ctx: SystemContext, request: ExecRequest, io: SessionIO) -> int
     if result.exit_code is None:
         raise ContainerError(f"exec session {result.session_id} ended without an exit code")
     return result.exit_code
+
+
+def _console_size(io: SessionIO) -> tuple[int, int] | None:
+    """The client's first terminal size (the server waited for it), capped as conmon's."""
+    size = io.resize.latest if io.tty else None
+    if size is None:
+        return None
+    return min(size.height, MAX_TERMINAL), min(size.width, MAX_TERMINAL)
 
 
 # --- attach -----------------------------------------------------------------------------------
