@@ -45,7 +45,7 @@ def key_values(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def gojson(obj: object, indent: str) -> str:
-    from skiff.cli.gotemplate.gojson import JSONError, encode
+    from skiff.gotemplate.gojson import JSONError, encode
 
     try:
         return encode(obj, escape_html=True, indent=indent)

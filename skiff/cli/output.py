@@ -15,7 +15,7 @@ Every command that lists or inspects (``images``, ``ps``, ``pod ps``,
 
 Rows are dataclasses, objects, or dicts; a dict row is a struct (a typo in a
 field name is an error naming the fields, not ``<no value>``). Nested dicts
-are maps. The engine is ``skiff.cli.gotemplate``; the differences from
+are maps. The engine is ``skiff.gotemplate``; the differences from
 podman are in docs/format.md.
 """
 
@@ -124,7 +124,7 @@ class _Compiled:
 
 
 def _template(text: str, in_range: bool) -> Any:
-    from skiff.cli.gotemplate import Template
+    from skiff.gotemplate import Template
 
     return Template(text, name="format", in_range=in_range)
 
@@ -137,7 +137,7 @@ def _compile(fmt: str) -> _Compiled:
     into tabs) before parsing, and if that breaks the template (a ``"\\n"``
     inside a string literal), parses the text as typed instead.
     """
-    from skiff.cli.gotemplate import TemplateError
+    from skiff.gotemplate import TemplateError
 
     if fmt.startswith("table "):
         normal = _TABLE_TOKENS.sub(lambda m: _TABLE_REPLACE[m.group(0)], fmt)
@@ -169,7 +169,7 @@ def _usage_error(exc: Any) -> UsageError:
 
 
 def _as_row(item: object) -> object:
-    from skiff.cli.gotemplate import Struct
+    from skiff.gotemplate import Struct
 
     if isinstance(item, Mapping) and not isinstance(item, Struct):
         return Struct(item, type_name="row")
@@ -177,7 +177,7 @@ def _as_row(item: object) -> object:
 
 
 def _run(compiled: _Compiled, rows: Sequence[object]) -> str:
-    from skiff.cli.gotemplate import TemplateError
+    from skiff.gotemplate import TemplateError
 
     try:
         if compiled.each:
@@ -188,7 +188,7 @@ def _run(compiled: _Compiled, rows: Sequence[object]) -> str:
 
 
 def _parse(fmt: str) -> _Compiled:
-    from skiff.cli.gotemplate import TemplateError
+    from skiff.gotemplate import TemplateError
 
     try:
         return _compile(fmt)
@@ -240,7 +240,7 @@ def format_items(
 def _table(
     compiled: _Compiled, rows: Sequence[object], headers: Mapping[str, str], noheading: bool
 ) -> str:
-    from skiff.cli.gotemplate.tabwriter import align
+    from skiff.gotemplate.tabwriter import align
 
     head = "" if noheading else _run(compiled, [_Headers(headers)])
     return align(head + _run(compiled, rows))
@@ -256,7 +256,7 @@ def render_template(template: str, data: object) -> str:
         return to_json(data) + "\n"
     if template.startswith("table "):
         return format_items(template, [data])
-    from skiff.cli.gotemplate import TemplateError
+    from skiff.gotemplate import TemplateError
 
     normal = template.replace("\\t", "\t").replace("\\n", "\n")
     if not normal.endswith("\n"):
@@ -277,8 +277,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     Cells are printed as Go prints values (``true``, ``[a b]``); columns
     are aligned as podman aligns them. An empty ``headers`` prints no header.
     """
-    from skiff.cli.gotemplate.gofmt import format_value
-    from skiff.cli.gotemplate.tabwriter import align
+    from skiff.gotemplate.gofmt import format_value
+    from skiff.gotemplate.tabwriter import align
 
     lines = []
     if headers:
@@ -290,7 +290,7 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
 
 def to_json(obj: object) -> str:
     """``obj`` as podman's JSON output: Go's MarshalIndent with 4 spaces, no final newline."""
-    from skiff.cli.gotemplate.gojson import JSONError, encode
+    from skiff.gotemplate.gojson import JSONError, encode
 
     try:
         return encode(obj, escape_html=True, indent="    ")
@@ -308,30 +308,31 @@ def print_json(obj: object) -> None:
 
 def human_size(size: float) -> str:
     """Sizes as ``podman images`` prints them: ``1.99 MB`` (3 significant digits, SI units)."""
-    from skiff.cli.gotemplate.units import human_size_with_precision
+    from skiff.gotemplate.units import human_size_with_precision
 
     return human_size_with_precision(size, 3)
 
 
 def bytes_size(size: float) -> str:
     """Binary sizes as podman's stats print them: ``1.896MiB``."""
-    from skiff.cli.gotemplate.units import bytes_size as _bytes_size
+    from skiff.gotemplate.units import bytes_size as _bytes_size
 
     return _bytes_size(size)
 
 
 def human_duration(seconds: float) -> str:
     """A duration as podman prints it: ``Less than a second``, ``About an hour``, ``3 days``."""
-    from skiff.cli.gotemplate.units import human_duration as _human_duration
+    from skiff.gotemplate.units import human_duration as _human_duration
 
     return _human_duration(seconds)
 
 
 def human_duration_since(ts: datetime | float, now: float | None = None) -> str:
     """``5 minutes ago`` for a timestamp (a datetime, or seconds since the epoch)."""
+    from skiff.gotemplate.units import human_duration_since as _since
+
     then = ts.timestamp() if isinstance(ts, datetime) else float(ts)
-    current = time.time() if now is None else now
-    return human_duration(current - then) + " ago"
+    return _since(then, time.time() if now is None else now)
 
 
 def short_id(image_or_container_id: str) -> str:

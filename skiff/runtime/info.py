@@ -1,6 +1,6 @@
 """The runtime's part of ``skiff info`` (podman's ``host`` keys and container counts).
 
-``skiff.libimage.info.runtime_info`` (the hook ``skiff info`` calls) merges
+``skiff.runtime.sysinfo.system_info`` (what ``skiff info`` prints) merges
 what ``runtime_info`` returns: everything goes into ``host`` except
 ``containerStore``, which goes into ``store``. The keys are podman 4's:
 

@@ -20,9 +20,9 @@ def _iso(ts: float) -> str:
 
 
 def _ago(ts: float, now: float) -> str:
-    from skiff.cli.output import human_duration
+    from skiff.gotemplate.units import human_duration_since
 
-    return human_duration(max(0.0, now - ts)) + " ago"
+    return human_duration_since(ts, now)
 
 
 def status_text(c: Container, now: float) -> str:

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pytest
 
+from skiff.cli.statsview import format_stats
 from skiff.errors import ContainerError, ContainerStateError
 from skiff.runtime import cgroups
 from skiff.runtime.stats import (
     StatsTarget,
-    format_stats,
     physical_memory,
     sample_stats,
     stats_report,

@@ -201,7 +201,7 @@ def test_image_inspect_matches_podman(pair: Pair, name: str) -> None:
     # byte for byte once the driver data agree
     theirs_fixed = json.loads(theirs)
     theirs_fixed[0]["GraphDriver"] = json.loads(ours)[0]["GraphDriver"]
-    from skiff.cli.gotemplate.gojson import encode
+    from skiff.gotemplate.gojson import encode
 
     assert ours == encode(theirs_fixed, escape_html=True, indent=" " * 5) + "\n"
 

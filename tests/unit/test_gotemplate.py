@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from skiff.cli.gotemplate import NO_VALUE, Func, Struct, Template, TemplateError
-from skiff.cli.gotemplate.gofmt import format_float, format_value, quote, sprint, sprintf
-from skiff.cli.gotemplate.gojson import encode
-from skiff.cli.gotemplate.lexer import ItemType, lex
+from skiff.gotemplate import NO_VALUE, Func, Struct, Template, TemplateError
+from skiff.gotemplate.gofmt import format_float, format_value, quote, sprint, sprintf
+from skiff.gotemplate.gojson import encode
+from skiff.gotemplate.lexer import ItemType, lex
 
 ROW = Struct(
     {

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pytest
 
 from skiff.cli import output
-from skiff.cli.gotemplate.tabwriter import DEBUG, TabWriter
 from skiff.errors import UsageError
+from skiff.gotemplate.tabwriter import DEBUG, TabWriter
 
 
 def rows() -> list[dict[str, object]]:
@@ -434,7 +434,7 @@ def test_hundred_rows_are_fast_and_the_template_is_parsed_once() -> None:
 def test_importing_output_does_not_load_the_engine() -> None:
     code = (
         "import sys, skiff.cli.output\n"
-        "loaded = [m for m in sys.modules if m.startswith('skiff.cli.gotemplate') or m == 'json']\n"
+        "loaded = [m for m in sys.modules if m.startswith('skiff.gotemplate') or m == 'json']\n"
         "print(loaded)\n"
     )
     result = subprocess.run(

@@ -12,9 +12,10 @@ import json
 
 import pytest
 
+from skiff.cli.statsview import format_stats
 from skiff.errors import UsageError
 from skiff.runtime import stats
-from skiff.runtime.stats import StatsSample, format_stats, stats_report
+from skiff.runtime.stats import StatsSample, stats_report
 
 SEC = 1_000_000_000
 CID = "768804bc354ba8b29ffa256992f80118aca4775c9673435f45816c59dcdc25b6"

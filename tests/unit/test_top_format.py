@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from skiff.errors import UsageError
+from skiff.gotemplate.duration import go_duration
 from skiff.runtime import top
 from skiff.runtime.specgen.capabilities import CAPABILITIES
 
@@ -34,7 +35,7 @@ from skiff.runtime.specgen.capabilities import CAPABILITIES
     ],
 )
 def test_go_duration(ns: int, text: str) -> None:
-    assert top.go_duration(ns) == text
+    assert go_duration(ns) == text
 
 
 def test_go_time_is_local_time_as_go_prints_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,7 +42,7 @@ class _Found:
 
 
 def _gojson(obj: object) -> str:
-    from skiff.cli.gotemplate.gojson import JSONError, encode
+    from skiff.gotemplate.gojson import JSONError, encode
 
     try:
         return encode(obj, escape_html=True, indent=INSPECT_INDENT)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown --format {args.format!r}", "only 'json' is supported")
     report = diff(system_context(args), args.first, args.second, DiffOptions(args.diff_kind))
     if args.format is not None:
-        from skiff.cli.gotemplate.gojson import encode
+        from skiff.gotemplate.gojson import encode
 
         data = {
             key: [c.path for c in report.changes if c.kind == kind]

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("".join(f"{_id(e.id, args.no_trunc)}\n" for e in report.entries))
         return 0
     if is_json(args.format):
-        from skiff.cli.gotemplate.gojson import encode
+        from skiff.gotemplate.gojson import encode
 
         data = [json_entry(e) for e in report.entries]
         sys.stdout.write(encode(data, escape_html=True) + "\n")

@@ -83,8 +83,8 @@ LOCAL_INDENT = " " * 5  # podman image inspect
 
 def _inspect_local(ctx: SystemContext, names: list[str], fmt: str | None) -> int:
     """podman's ``image inspect`` of local images: a JSON array, or a template per image."""
-    from skiff.cli.gotemplate.gojson import encode
     from skiff.cli.output import format_items, is_json
+    from skiff.gotemplate.gojson import encode
     from skiff.libimage.inspect import inspect_images
 
     report = inspect_images(ctx, names)

@@ -202,7 +202,7 @@ def run_exists(args: argparse.Namespace) -> int:
 
 def run_tree(args: argparse.Namespace) -> int:
     from skiff.cli.context import system_context
-    from skiff.cli.gotemplate.units import human_size
+    from skiff.gotemplate.units import human_size
     from skiff.libimage.history import image_tree
 
     tree = image_tree(system_context(args), args.image)

@@ -23,11 +23,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from skiff.cli.context import system_context
     from skiff.cli.output import is_json, render_template
-    from skiff.libimage.info import system_info, template_view
+    from skiff.runtime.sysinfo import system_info, template_view
 
     data = system_info(system_context(args))
     if is_json(args.format):
-        from skiff.cli.gotemplate.gojson import encode
+        from skiff.gotemplate.gojson import encode
 
         sys.stdout.write(encode(data, escape_html=True, indent=JSON_INDENT) + "\n")
         return 0

@@ -33,7 +33,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _json(data: Any) -> str:
-    from skiff.cli.gotemplate.gojson import encode
+    from skiff.gotemplate.gojson import encode
 
     return encode(data, escape_html=True, indent=JSON_INDENT) + "\n"
 

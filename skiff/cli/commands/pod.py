@@ -409,8 +409,8 @@ def _register_inspect(parser: argparse.ArgumentParser) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from skiff.cli.gotemplate.gojson import encode
     from skiff.cli.output import format_items, is_json
+    from skiff.gotemplate.gojson import encode
     from skiff.runtime.pods.report import inspect_pod
 
     if args.latest == bool(args.pods):
@@ -497,8 +497,8 @@ def _register_stats(parser: argparse.ArgumentParser) -> None:
 
 
 def _stats_text(rows: list[Any], fmt: str | None) -> str:
-    from skiff.cli.gotemplate.gojson import encode
     from skiff.cli.output import format_items, is_json
+    from skiff.gotemplate.gojson import encode
     from skiff.runtime.pods.usage import POD_STATS_COLUMNS, POD_STATS_HEADERS
 
     if is_json(fmt):

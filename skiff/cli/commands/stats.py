@@ -48,7 +48,8 @@ def _containers(rt: Any, args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from skiff.cli.runtimecli import open_runtime
-    from skiff.runtime.stats import format_stats, stats_report
+    from skiff.cli.statsview import format_stats
+    from skiff.runtime.stats import stats_report
     from skiff.runtime.usage import sample_containers
 
     if args.interval < 1:

@@ -75,7 +75,7 @@ def _register_df(parser: argparse.ArgumentParser) -> None:
 
 def _size(value: int) -> str:
     """go-units HumanSize, podman's df sizes: ``2.142MB``, ``0B``."""
-    from skiff.cli.gotemplate.units import human_size
+    from skiff.gotemplate.units import human_size
 
     return human_size(value).replace(" ", "")
 

@@ -202,7 +202,7 @@ class PodReport:
 def pod_report(
     rt: Runtime, pod: Pod, containers: list[Container] | None = None, now: float | None = None
 ) -> PodReport:
-    from skiff.cli.output import human_duration_since
+    from skiff.gotemplate.units import human_duration_since
 
     containers = containers if containers is not None else containers_of(rt, pod)
     status: PodStatus = pod_status(containers)

@@ -85,7 +85,7 @@ class PodStatsRow:
 
 
 def _row(pod: Pod, record: dict[str, Any], running: bool) -> PodStatsRow:
-    from skiff.cli.gotemplate.units import bytes_size, human_size
+    from skiff.gotemplate.units import bytes_size, human_size
 
     def human(n: int) -> str:
         return str(human_size(n)).replace(" ", "")

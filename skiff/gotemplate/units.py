@@ -9,7 +9,7 @@ written against podman's output work against skiff's.
 
 from __future__ import annotations
 
-from skiff.cli.gotemplate.gofmt import format_float
+from skiff.gotemplate.gofmt import format_float
 
 _DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
@@ -66,3 +66,8 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def human_duration_since(then: float, now: float) -> str:
+    """``5 minutes ago``: how podman prints a time in the past (seconds since the epoch)."""
+    return human_duration(max(0.0, now - then)) + " ago"

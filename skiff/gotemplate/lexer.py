@@ -111,7 +111,7 @@ class LexError(Exception):
 
 def go_quote(s: str) -> str:
     """Go's %q of a string (strconv.Quote), enough for error messages."""
-    from skiff.cli.gotemplate.gofmt import quote
+    from skiff.gotemplate.gofmt import quote
 
     return quote(s)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from skiff.cli.gotemplate.values import (
+from skiff.gotemplate.values import (
     NO_VALUE,
     has_own_str,
     is_struct,
@@ -164,9 +164,8 @@ def format_time(t: _dt.datetime) -> str:
 
 
 def format_duration(d: _dt.timedelta) -> str:
-    """time.Duration.String(): ``1h2m3.5s``, ``1.5ms``, ``0s`` (written once, in
-    skiff.runtime.top, for the times ``top`` and ``stats`` print)."""
-    from skiff.runtime.top import go_duration
+    """time.Duration.String(): ``1h2m3.5s``, ``1.5ms``, ``0s``."""
+    from skiff.gotemplate.duration import go_duration
 
     return go_duration((d.days * 86400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000)
 

@@ -180,7 +180,7 @@ class TemplateNode(Node):
     pipe: PipeNode | None = None
 
     def __str__(self) -> str:
-        from skiff.cli.gotemplate.gofmt import quote
+        from skiff.gotemplate.gofmt import quote
 
         if self.pipe is None:
             return "{{template " + quote(self.name) + "}}"

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from skiff.cli.gotemplate.lexer import Item, ItemType, LexError, _Lexer
-from skiff.cli.gotemplate.nodes import (
+from skiff.gotemplate.lexer import Item, ItemType, LexError, _Lexer
+from skiff.gotemplate.nodes import (
     ActionNode,
     BoolNode,
     BranchNode,
@@ -488,7 +488,7 @@ class _Parser:
 
 
 def _quote(s: str) -> str:
-    from skiff.cli.gotemplate.gofmt import quote
+    from skiff.gotemplate.gofmt import quote
 
     return quote(s)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skiff.cli.gotemplate.gofmt import format_value, sprint, sprintf, sprintln
-from skiff.cli.gotemplate.values import NO_VALUE, Struct, is_true, type_name
+from skiff.gotemplate.gofmt import format_value, sprint, sprintf, sprintln
+from skiff.gotemplate.values import NO_VALUE, Struct, is_true, type_name
 
 
 class FuncError(Exception):
@@ -339,7 +339,7 @@ def go_title(s: str) -> str:
 
 
 def _json(value: Any) -> str:
-    from skiff.cli.gotemplate.gojson import JSONError, encode
+    from skiff.gotemplate.gojson import JSONError, encode
 
     try:
         return encode(None if value is NO_VALUE else value, escape_html=False)

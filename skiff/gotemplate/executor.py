@@ -16,9 +16,9 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from skiff.cli.gotemplate.funcs import GO_TYPE_NAMES, Func, FuncError
-from skiff.cli.gotemplate.gofmt import format_value
-from skiff.cli.gotemplate.nodes import (
+from skiff.gotemplate.funcs import GO_TYPE_NAMES, Func, FuncError
+from skiff.gotemplate.gofmt import format_value
+from skiff.gotemplate.nodes import (
     ActionNode,
     BoolNode,
     BranchNode,
@@ -39,7 +39,7 @@ from skiff.cli.gotemplate.nodes import (
     TextNode,
     VariableNode,
 )
-from skiff.cli.gotemplate.values import (
+from skiff.gotemplate.values import (
     NO_VALUE,
     Struct,
     is_struct,
@@ -253,7 +253,7 @@ class Executor:
         self.node = node
         body = self.defined.get(node.name)
         if body is None:
-            from skiff.cli.gotemplate.gofmt import quote
+            from skiff.gotemplate.gofmt import quote
 
             raise self.error(f"template {quote(node.name)} not defined")
         if self.depth >= MAX_TEMPLATE_DEPTH:
@@ -431,7 +431,7 @@ class Executor:
         self.node = ident
         func = self.funcs.get(ident.name)
         if func is None:
-            from skiff.cli.gotemplate.gofmt import quote
+            from skiff.gotemplate.gofmt import quote
 
             raise self.error(f"{quote(ident.name)} is not a defined function")
         return self.eval_call(dot, func, cmd, ident.name, args=args, final=final)

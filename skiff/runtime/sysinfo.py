@@ -5,7 +5,7 @@ The keys are podman's (``host.arch``, ``store.graphRoot``, ...) so that
 Go field names podman's templates use (``{{.Store.GraphRoot}}``; see
 ``template_view``). What only the container runtime knows (the OCI
 runtime in use, conmon, the container states) is merged in from
-``runtime_info``, a hook the runtime package provides.
+``skiff.runtime.info``.
 """
 
 from __future__ import annotations
@@ -39,20 +39,6 @@ _SPECIAL_FIELDS = {
 }
 
 
-def runtime_info(ctx: SystemContext) -> dict[str, Any]:
-    """The runtime's part of ``info``: merged into ``host`` (ociRuntime, conmon, ...)
-    and ``store.containerStore`` (paused, running, stopped).
-
-    The runtime package reports these (``skiff.runtime.info``: the keys
-    podman uses: ``ociRuntime`` {name, package, path, version}, ``conmon``
-    {...}, ``containerStore`` {paused, running, stopped}, ...); it is
-    imported only here, when ``info`` runs.
-    """
-    from skiff.runtime.info import runtime_info as from_runtime
-
-    return from_runtime(ctx)
-
-
 @dataclass(frozen=True)
 class InfoOptions:
     pass
@@ -68,6 +54,8 @@ def system_info(ctx: SystemContext, options: InfoOptions | None = None) -> dict[
         store_info = _store_info(ctx, store, opts.root, opts.run_root)
     finally:
         store.close()
+    from skiff.runtime.info import runtime_info
+
     extra = runtime_info(ctx)
     host = _host_info()
     for key, value in extra.items():

@@ -29,8 +29,8 @@ from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-from skiff.cli.gotemplate.gofmt import format_float_json
-from skiff.cli.gotemplate.values import NO_VALUE, Struct, has_own_str
+from skiff.gotemplate.gofmt import format_float_json
+from skiff.gotemplate.values import NO_VALUE, Struct, has_own_str
 
 
 class JSONError(Exception):

@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from skiff.cli.gotemplate.executor import Break, Continue, ExecError, Executor
-from skiff.cli.gotemplate.funcs import DEFAULT_FUNCS, Func, FuncError
-from skiff.cli.gotemplate.nodes import Node
-from skiff.cli.gotemplate.parser import ParseError, parse
-from skiff.cli.gotemplate.values import NO_VALUE, Struct
+from skiff.gotemplate.executor import Break, Continue, ExecError, Executor
+from skiff.gotemplate.funcs import DEFAULT_FUNCS, Func, FuncError
+from skiff.gotemplate.nodes import Node
+from skiff.gotemplate.parser import ParseError, parse
+from skiff.gotemplate.values import NO_VALUE, Struct
 
 __all__ = [
     "DEFAULT_FUNCS",
