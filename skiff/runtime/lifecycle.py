@@ -403,6 +403,7 @@ def _launch(rt: Runtime, container: Container, *, exit_delay: int | None = None)
                 exit_delay=exit_delay,
                 terminal=container.config.tty,
                 stdin=container.config.stdin,
+                leave_stdin_open=_stdin_outlives_attach(container),
                 runtime_log=paths.runtime_log,
             )
         )
@@ -414,6 +415,20 @@ def _launch(rt: Runtime, container: Container, *, exit_delay: int | None = None)
     state.conmon_pid = result.conmon_pid or 0
     state.status = Status.INITIALIZED
     rt.records.save_state(container)
+
+
+def _stdin_outlives_attach(container: Container) -> bool:
+    """Whether the container's stdin stays open when an attached client leaves.
+
+    The CRI's ``stdin_once`` false (its default) keeps stdin open across
+    attach sessions, as CRI-O does; the CLI's containers close it with
+    the first client's stdin, as podman's do.
+    """
+    return (
+        container.config.stdin
+        and bool(container.config.cri)
+        and (not container.config.cri.get("stdin_once", False))
+    )
 
 
 def _abort(rt: Runtime, container: Container, reason: str) -> None:

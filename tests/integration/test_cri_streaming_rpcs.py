@@ -72,6 +72,25 @@ def test_attach_to_a_containers_streams(clean: CRIEnv) -> None:
     env.wait_container_state(cid, api_pb2.CONTAINER_EXITED)
 
 
+def test_stdin_stays_open_across_attach_sessions_without_stdin_once(clean: CRIEnv) -> None:
+    env = clean
+    sid, config = env.run_sandbox()
+    cid = env.create_container(
+        sid, config, env.container_config("cat", ["busybox", "cat"], stdin=True, stdin_once=False)
+    )
+    env.start_container(cid)
+    request = api_pb2.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True)
+    for line in (b"first session\n", b"second session\n"):
+        session = WsRemoteCommand(env.runtime.Attach(request).url, stdin=True)
+        session.write(line)
+        session.read_stdout_until(line)
+        session.close_stdin()  # the client's stdin ends; the container's stays open
+        session.client.shutdown()
+        status = env.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid))
+        assert status.status.state == api_pb2.CONTAINER_RUNNING
+    env.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0))
+
+
 def test_port_forward_into_a_sandbox(clean: CRIEnv) -> None:
     env = clean
     sid, config = env.run_sandbox()
