@@ -5,7 +5,9 @@ Where the files are: a running container is reached through
 ``/proc/PID/root`` (its own view: volumes, tmpfs and the /etc files it
 mounts are there, and the path is checked to be the container's root
 before use); a stopped one through its storage, mounted for the copy and
-unmounted after. The container's lock is held throughout, so it cannot be
+unmounted after, with paths at or below a named volume's or bind mount's
+destination taken from that volume's or host directory (as podman does),
+so what the container wrote to ``/data`` is there when it has stopped. The container's lock is held throughout, so it cannot be
 started, stopped or removed half-way through a copy.
 
 How names are resolved and files moved safely is in ``copyfs``: every path
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +124,29 @@ class _Side:
     runtime_devices: frozenset[int] = frozenset()
     """Devices of the mounts the runtime made in a running container (its
     /proc, /sys, /dev and what is below them): copied as empty directories."""
+    mounts: tuple[tuple[str, int], ...] = ()
+    """(destination, fd of the host directory) of a stopped container's
+    volumes and bind mounts, longest destination first."""
+
+    def locate(self, path: str) -> Located:
+        """``path`` found on this side, symlinks followed inside its root
+        (or inside the volume the path is in)."""
+        root_fd, inner = self._root_of(self.absolute(path))
+        return locate(root_fd, inner)
+
+    def _root_of(self, path: str) -> tuple[int, str]:
+        if not self.mounts or not path.startswith("/"):
+            return self.root_fd, path
+        clean = posixpath.normpath(path)
+        for destination, fd in self.mounts:
+            if clean == destination or clean.startswith(destination + "/"):
+                inner = clean[len(destination) :] or "/"
+                if _is_contents(path):
+                    inner = inner.rstrip("/") + "/."
+                elif path.endswith("/"):
+                    inner = inner.rstrip("/") + "/"
+                return fd, inner
+        return self.root_fd, path
 
     @property
     def label(self) -> str:
@@ -180,8 +206,31 @@ def _open_container(rt: Runtime, container: Container, stack: contextlib.ExitSta
         mount_point = rt.store.mount_container(container.id)
         stack.callback(rt.store.unmount_container, container.id)
         fd = os.open(mount_point, _O_ROOT)
+        stack.callback(os.close, fd)
+        return _Side(fd, container, mounts=_volume_dirs(rt, container, stack))
     stack.callback(os.close, fd)
     return _Side(fd, container, devices)
+
+
+def _volume_dirs(
+    rt: Runtime, container: Container, stack: contextlib.ExitStack
+) -> tuple[tuple[str, int], ...]:
+    """The host directories behind a stopped container's volumes and bind
+    mounts (those its last start set up; a tmpfs has nothing left)."""
+    from skiff.runtime.volumes.lifecycle import recorded_mounts
+    from skiff.runtime.volumes.resolved import KIND_BIND, KIND_VOLUME
+
+    found: list[tuple[str, int]] = []
+    for mount in recorded_mounts(rt.store, container.id):
+        if mount.kind not in (KIND_VOLUME, KIND_BIND):
+            continue
+        try:
+            fd = os.open(mount.source, _O_ROOT)
+        except OSError:  # a file bind mount, or a source gone since
+            continue
+        stack.callback(os.close, fd)
+        found.append((posixpath.normpath(mount.destination), fd))
+    return tuple(sorted(found, key=lambda m: len(m[0]), reverse=True))
 
 
 _PSEUDO_FS = frozenset(
@@ -308,7 +357,11 @@ def _copy(
         if not src.is_stream:
             source = _locate_source(src, src_side)
             stack.enter_context(source)
-            contents_only = _is_contents(src.path) or source.name is None
+            # a root has no name to copy under: "/" is its contents; a
+            # volume's root (a stopped container's /data) keeps its name
+            contents_only = _is_contents(src.path) or (
+                source.name is None and posixpath.normpath(src_side.absolute(src.path)) == "/"
+            )
             src_name = _source_name(src.path, source)
         if dst.is_stream:
             assert source is not None and stdout is not None
@@ -385,7 +438,7 @@ def _source_name(path: str, source: Located) -> bytes:
 def _locate_source(src: Location, side: _Side) -> Located:
     path = src.path
     try:
-        found = locate(side.root_fd, side.absolute(path))
+        found = side.locate(path)
     except NotADirectoryError as exc:
         raise side.not_found(path, "not a directory") from exc
     except OSError as exc:
@@ -407,7 +460,7 @@ def _destination(
     user named it (for messages)."""
     path = dst.path
     try:
-        found = locate(side.root_fd, side.absolute(path))
+        found = side.locate(path)
     except NotADirectoryError as exc:
         raise side.not_found(path, "not a directory") from exc
     except OSError as exc:

@@ -292,6 +292,36 @@ def test_stopped_container_both_ways_leaves_no_mount(
     assert "srv/sub/g" in cp_out(env, f"{stopped}:/srv")
 
 
+def test_stopped_container_volumes_and_binds_are_read_and_written(
+    env: ContainerEnv, tmp_shm: Path
+) -> None:
+    bound = tmp_shm / "bound"
+    bound.mkdir()
+    (bound / "on-host").write_text("host\n")
+    env.skiff(
+        "run", "--name", "vol", "--network", "none", "-v", "cpvol:/data", "-v", f"{bound}:/bound",
+        env.image, "sh", "-c", "echo in-volume > /data/written; mkdir -p /data/sub",
+    )  # fmt: skip
+    out = tmp_shm / "out"
+    env.skiff("cp", "vol:/data/written", out)
+    assert out.read_text() == "in-volume\n"
+    env.skiff("cp", "vol:/bound/on-host", tmp_shm / "from-bind")
+    assert (tmp_shm / "from-bind").read_text() == "host\n"
+    assert "data/sub" in cp_out(env, "vol:/data")  # the directory itself, as a tree
+    (tmp_shm / "new").write_text("new\n")
+    env.skiff("cp", tmp_shm / "new", "vol:/data/sub/")
+    env.skiff("cp", tmp_shm / "new", "vol:/bound/new")
+    assert (bound / "new").read_text() == "new\n"
+    # a new container on the same volume sees what cp wrote into it
+    seen = env.skiff(
+        "run", "--rm", "--network", "none", "-v", "cpvol:/v", env.image, "cat", "/v/sub/new"
+    )
+    assert seen.stdout == "new\n"
+    assert not [m for m in env.leftovers() if m.startswith("mount")]
+    env.skiff("rm", "vol")
+    env.skiff("volume", "rm", "cpvol")
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 
