@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skiff.errors import ConfigError, InvalidReference, UsageError
-from skiff.image.reference import parse_normalized_named
+from skiff.oci.reference import parse_normalized_named
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

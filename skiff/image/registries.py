@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from skiff.config import SYSTEM_REGISTRIES_CONF
 from skiff.errors import ConfigError, ImageError, InvalidReference
-from skiff.image.reference import NamedReference, parse_named
+from skiff.oci.reference import NamedReference, parse_named
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from skiff.errors import ConfigError, InvalidReference
-from skiff.image.reference import parse_normalized_named, split_domain, validate_domain
 from skiff.image.registries import (
     AUTH_FILE_HELPER,
     MIRROR_ALL,
@@ -25,6 +24,7 @@ from skiff.image.registries import (
     Endpoint,
     Registry,
 )
+from skiff.oci.reference import parse_normalized_named, split_domain, validate_domain
 
 log = logging.getLogger(__name__)
 

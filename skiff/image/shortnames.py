@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from skiff.errors import InvalidReference
-from skiff.image.reference import (
+from skiff.image.registries import SHORT_NAME_MODES, RegistriesConfig, load_registries_conf
+from skiff.oci.reference import (
     NamedReference,
     is_short_name,
     parse_normalized_named,
 )
-from skiff.image.registries import SHORT_NAME_MODES, RegistriesConfig, load_registries_conf
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

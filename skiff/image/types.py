@@ -39,7 +39,7 @@ from skiff.oci.digest import Digest
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
+    from skiff.oci.reference import NamedReference
 
 
 class Compression(Enum):

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from skiff.config import SystemContext
     from skiff.image.copy import CopyReport
     from skiff.image.copy.options import BlobResult
-    from skiff.image.reference import NamedReference
     from skiff.image.types import ImageReference
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
     from skiff.storage.store import Store
 
 DOCKER = "docker"

@@ -29,17 +29,17 @@ from typing import TYPE_CHECKING
 
 from skiff.errors import ImageUnknown, InvalidReference
 from skiff.image import transports
-from skiff.image.reference import (
-    NamedReference,
-    is_short_name,
-    parse_normalized_named,
-)
 from skiff.image.shortnames import (
     RATIONALE_ALIAS,
     RATIONALE_SEARCH,
     LocalLookup,
 )
 from skiff.image.transports.containers_storage.transport import StorageReference, StoreSpec
+from skiff.oci.reference import (
+    NamedReference,
+    is_short_name,
+    parse_normalized_named,
+)
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

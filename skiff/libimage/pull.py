@@ -41,9 +41,9 @@ from skiff.libimage.names import (
 if TYPE_CHECKING:
     from skiff.config import SystemContext
     from skiff.image.copy.options import CopyProgress
-    from skiff.image.reference import NamedReference
     from skiff.image.types import BlobInfo, ImageReference
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
     from skiff.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -248,8 +248,8 @@ def _load_archive(ctx: SystemContext, path: Path, options: PullOptions) -> Pulle
 def _pull_all_tags(
     ctx: SystemContext, text: str, options: PullOptions, store: Store
 ) -> list[PulledImage]:
-    from skiff.image.reference import parse_normalized_named
     from skiff.image.transports.docker.operations import list_tags
+    from skiff.oci.reference import parse_normalized_named
 
     if transport_of(text) not in (None, "docker"):
         raise UsageError(f"--all-tags needs a registry repository, not {text!r}")

@@ -38,9 +38,9 @@ from skiff.oci import mediatypes as mt
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
     from skiff.image.types import ImageReference
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
     from skiff.storage.images import Image
     from skiff.storage.store import Store
 

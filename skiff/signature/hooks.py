@@ -27,11 +27,11 @@ from skiff.signature.lookaside import LookasideReader, LookasideWriter, Registri
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
     from skiff.image.transports.docker.client import RegistryClient
     from skiff.image.transports.docker.destination import DockerImageDestination
     from skiff.image.transports.docker.source import DockerImageSource
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
 
 
 class RegistrySignatureReader:

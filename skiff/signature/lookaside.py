@@ -51,7 +51,7 @@ from skiff.oci.digest import Digest
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
+    from skiff.oci.reference import NamedReference
 
 MAX_SIGNATURES = 128
 """Readers stop here: a lookaside cannot make a copy read forever."""

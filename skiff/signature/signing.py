@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skiff.errors import InvalidReference, SignatureError, UsageError
-from skiff.image.reference import NamedReference, parse_normalized_named
 from skiff.oci.manifest import manifest_digest
+from skiff.oci.reference import NamedReference, parse_normalized_named
 from skiff.signature.errors import SignedIdentityMismatch, UntrustedSigner
 from skiff.signature.mechanism import GPGMechanism
 from skiff.signature.simple import make_payload, parse_payload

@@ -43,8 +43,8 @@ from skiff.signature.simple import SIGSTORE_TYPE, loads_strict, make_payload
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-    from skiff.image.reference import NamedReference
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
 
 PAYLOAD_MIME_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

@@ -33,7 +33,7 @@ from skiff.signature.simple import SIGSTORE_TYPE, UntrustedPayload, parse_payloa
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-    from skiff.image.reference import NamedReference
+    from skiff.oci.reference import NamedReference
     from skiff.signature.mechanism import GPGMechanism
     from skiff.signature.policy.identity import IdentityRequirement
 

@@ -265,7 +265,7 @@ class ImageStore:
         return found
 
     def find(self, text: str, search_registries: Sequence[str] = ()) -> Image | None:
-        from skiff.image.reference import is_short_name, parse_normalized_named
+        from skiff.oci.reference import is_short_name, parse_normalized_named
 
         candidate = text.removeprefix("sha256:")
         if len(candidate) == 64 and _HEX_RE.match(candidate):

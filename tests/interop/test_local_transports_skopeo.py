@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from skiff.config import SystemContext
-from skiff.image.reference import parse_normalized_named
 from skiff.image.transports import parse_image_name
 from skiff.image.transports.docker_archive import DockerArchiveWriter
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import Digest, sha256_of
+from skiff.oci.reference import parse_normalized_named
 from skiff.testing.busybox import BusyboxImage
 from skiff.testing.localimage import (
     ReadBack,

@@ -19,9 +19,9 @@ import pytest
 
 from skiff.config import SystemContext
 from skiff.image.auth import Credentials, get_credentials, remove_credentials, set_credentials
-from skiff.image.reference import parse_normalized_named
 from skiff.image.registries import RegistryBlocked, load_registries_conf
 from skiff.image.shortnames import AmbiguousShortName, resolve_short_name
+from skiff.oci.reference import parse_normalized_named
 from skiff.testing.registry import RunningRegistry
 
 pytestmark = [

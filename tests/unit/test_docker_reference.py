@@ -135,7 +135,7 @@ def test_parsing_imports_no_http_code() -> None:
 
 
 def test_from_named_adds_latest() -> None:
-    from skiff.image.reference import parse_normalized_named
+    from skiff.oci.reference import parse_normalized_named
 
     ref = DockerReference.from_named(parse_normalized_named("quay.io/a/b"))
     assert ref.ref.tag == "latest"

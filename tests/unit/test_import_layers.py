@@ -1,8 +1,8 @@
 """skiff's packages import downwards only (ARCHITECTURE.md, "Layers").
 
 Every ``import skiff.X`` in the package, module level or inside a function,
-is checked against the layer order; the two known exceptions are listed
-with the reason they stand, so that a new upward import fails here.
+is checked against the layer order; the known exception is listed
+with the reason it stands, so that a new upward import fails here.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ libc, codecache) are leaves that import none of these layers."""
 
 ALLOWED_UPWARD = {
     ("image", "signature"): "the copy engine checks policy.json (ARCHITECTURE: copy checks policy)",
-    ("storage", "image"): "image lookup by short name normalises references (images.find)",
 }
 LEAVES_MAY_IMPORT: dict[str, set[str]] = {"testing": set(LAYERS), "__main__": {"cli"}}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from skiff.image.reference import NamedReference, parse_named
 from skiff.image.transports import parse_image_name
+from skiff.oci.reference import NamedReference, parse_named
 from skiff.signature.policy.identity import (
     ExactReference,
     ExactRepository,

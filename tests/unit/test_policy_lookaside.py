@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from skiff.errors import ConfigError, SignatureError
-from skiff.image.reference import parse_named
 from skiff.oci.digest import Digest
+from skiff.oci.reference import parse_named
 from skiff.signature.lookaside import (
     LookasideReader,
     LookasideWriter,

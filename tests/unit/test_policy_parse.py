@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from skiff.errors import ConfigError
-from skiff.image.reference import parse_named
+from skiff.oci.reference import parse_named
 from skiff.signature.policy import InsecureAcceptAnything, Reject, SignedBy, SigstoreSigned
 from skiff.signature.policy.identity import (
     ExactReference,

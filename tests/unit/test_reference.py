@@ -7,7 +7,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from skiff.errors import InvalidReference
-from skiff.image.reference import (
+from skiff.oci.digest import Digest
+from skiff.oci.reference import (
     NAME_TOTAL_LENGTH_MAX,
     NamedReference,
     is_short_name,
@@ -17,7 +18,6 @@ from skiff.image.reference import (
     validate_domain,
     validate_tag,
 )
-from skiff.oci.digest import Digest
 
 HEX64 = "0123456789abcdef" * 4
 DIGEST = f"sha256:{HEX64}"

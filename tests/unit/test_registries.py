@@ -10,7 +10,6 @@ import pytest
 
 from skiff.config import SystemContext
 from skiff.errors import ConfigError, InvalidReference
-from skiff.image.reference import parse_normalized_named
 from skiff.image.registries import (
     Endpoint,
     RegistriesConfig,
@@ -18,6 +17,7 @@ from skiff.image.registries import (
     load_registries_conf,
     load_registries_files,
 )
+from skiff.oci.reference import parse_normalized_named
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

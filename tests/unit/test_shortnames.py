@@ -8,7 +8,6 @@ import pytest
 
 from skiff.config import SystemContext
 from skiff.errors import InvalidReference
-from skiff.image.reference import NamedReference
 from skiff.image.shortnames import (
     RATIONALE_ALIAS,
     RATIONALE_FULLY_QUALIFIED,
@@ -19,6 +18,7 @@ from skiff.image.shortnames import (
     resolve,
     resolve_short_name,
 )
+from skiff.oci.reference import NamedReference
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

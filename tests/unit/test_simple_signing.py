@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from skiff.errors import SignatureError
-from skiff.image.reference import parse_named
 from skiff.oci.digest import Digest, sha256_of
+from skiff.oci.reference import parse_named
 from skiff.signature import sigstore
 from skiff.signature.errors import InvalidSignature, UntrustedSigner
 from skiff.signature.mechanism import GPGMechanism, describe_keys, ephemeral_keyring

@@ -23,7 +23,6 @@ from skiff.errors import (
     UnsafeArchive,
     UnsupportedConversion,
 )
-from skiff.image.reference import parse_normalized_named
 from skiff.image.transports import parse_image_name
 from skiff.image.transports.docker_archive import (
     TRANSPORT,
@@ -34,6 +33,7 @@ from skiff.image.transports.docker_archive import (
 from skiff.image.types import BlobInfo, Compression
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import VerifyingReader, sha256_of
+from skiff.oci.reference import parse_normalized_named
 from skiff.testing.localimage import (
     TinyImage,
     put_image_blobs,

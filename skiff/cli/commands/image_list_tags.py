@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
             f"unsupported transport in {args.repository!r} for list-tags",
             "only docker://REPOSITORY is supported",
         )
-    from skiff.image.reference import parse_normalized_named
+    from skiff.oci.reference import parse_normalized_named
 
     named = parse_normalized_named(args.repository.removeprefix("docker://"))
     if not named.is_name_only():

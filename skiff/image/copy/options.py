@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 from skiff.oci.digest import Digest
 
 if TYPE_CHECKING:
-    from skiff.image.reference import NamedReference
     from skiff.image.types import BlobInfo, ImageSource
+    from skiff.oci.reference import NamedReference
 
 
 class CopyProgress(Protocol):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skiff.errors import InvalidReference
-from skiff.image.reference import NamedReference, parse_named, parse_normalized_named
+from skiff.oci.reference import NamedReference, parse_named, parse_normalized_named
 
 
 class IdentityRequirement(Protocol):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.errors import ConfigError, InvalidReference, SkiffError
-from skiff.image.reference import parse_normalized_named, validate_domain
+from skiff.oci.reference import parse_normalized_named, validate_domain
 from skiff.signature.policy.identity import (
     ExactReference,
     ExactRepository,

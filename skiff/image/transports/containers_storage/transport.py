@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skiff.errors import ConfigError, InvalidReference
-from skiff.image.reference import NamedReference, parse_normalized_named
+from skiff.oci.reference import NamedReference, parse_normalized_named
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

@@ -19,8 +19,8 @@ from skiff.image.transports.localfs import (
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
     from skiff.image.types import ImageDestination, ImageSource, ImageTransport
+    from skiff.oci.reference import NamedReference
 
 NAME = "dir"
 

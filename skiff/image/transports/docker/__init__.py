@@ -30,9 +30,9 @@ from skiff.image.transports.docker.transport import TRANSPORT, DockerReference, 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
     from skiff.image.auth import Credentials
-    from skiff.image.reference import NamedReference
     from skiff.image.types import ImageReference
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
 
 __all__ = [
     "TRANSPORT",

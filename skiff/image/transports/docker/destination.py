@@ -47,8 +47,8 @@ from skiff.oci.manifest import guess_media_type, manifest_digest
 if TYPE_CHECKING:
     from skiff.config import SystemContext
     from skiff.image.blobinfocache import Candidate
-    from skiff.image.reference import NamedReference
     from skiff.image.transports.docker.transport import DockerReference
+    from skiff.oci.reference import NamedReference
 
 log = logging.getLogger(__name__)
 

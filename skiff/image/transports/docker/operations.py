@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from skiff.errors import InvalidReference
-from skiff.image.reference import NamedReference
 from skiff.image.transports.docker import api
 from skiff.image.transports.docker.client import RegistryClient
 from skiff.oci.digest import Digest
 from skiff.oci.manifest import manifest_digest
+from skiff.oci.reference import NamedReference
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

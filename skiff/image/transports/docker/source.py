@@ -26,9 +26,9 @@ from skiff.oci.manifest import manifest_digest
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
     from skiff.image.registries import PullSource
     from skiff.image.transports.docker.transport import DockerReference
+    from skiff.oci.reference import NamedReference
 
 log = logging.getLogger(__name__)
 

@@ -65,10 +65,10 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from skiff.config import SystemContext
-    from skiff.image.reference import NamedReference
     from skiff.image.transports.docker_archive.transport import DockerArchiveReference
     from skiff.image.types import ImageReference
     from skiff.oci.digest import Digest
+    from skiff.oci.reference import NamedReference
 
 
 class DockerArchiveWriter:

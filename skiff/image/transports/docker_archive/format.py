@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from skiff.errors import ImageError, InvalidReference, ManifestError
-from skiff.image.reference import NamedReference, parse_normalized_named
 from skiff.oci import mediatypes as mt
 from skiff.oci.digest import Digest
+from skiff.oci.reference import NamedReference, parse_normalized_named
 
 MANIFEST_FILE = "manifest.json"
 REPOSITORIES_FILE = "repositories"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from skiff.errors import ConfigError, ImageError, InvalidReference
-from skiff.image.reference import NamedReference, parse_normalized_named
 from skiff.image.transports.localfs import require_path
+from skiff.oci.reference import NamedReference, parse_normalized_named
 
 if TYPE_CHECKING:
     from skiff.config import SystemContext

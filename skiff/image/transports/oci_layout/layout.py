@@ -47,7 +47,7 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 # containers/image's pattern for ref names (OCI annotations.md grammar)
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
 if TYPE_CHECKING:
-    from skiff.image.reference import NamedReference
+    from skiff.oci.reference import NamedReference
 
 _REF_NAME_RE = re.compile(rf"\A{_COMPONENT}(?:/{_COMPONENT})*\Z", re.ASCII)
 
