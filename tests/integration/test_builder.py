@@ -843,7 +843,7 @@ def _archive(kind: str) -> bytes:
     raw = buf.getvalue()
     return {
         "tar": raw,
-        "gz": gzip.compress(raw),
+        "gz": gzip.compress(raw, mtime=0),  # the same bytes on every call
         "bz2": bz2.compress(raw),
         "xz": lzma.compress(raw),
         "zst": zstandard.ZstdCompressor().compress(raw),
