@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
-from skiff.testing.busybox import INDEX_HTML
+from skiff.testing.busybox import INDEX_HTML, BusyboxImage
 from skiff.testing.containers import ContainerEnv, wait_for, wait_output
 from skiff.testing.network import fetch, free_port
 
@@ -51,6 +52,34 @@ def test_web_server_through_a_published_port(env: ContainerEnv) -> None:
     assert ps == f"127.0.0.1:{port}->80/tcp"
     env.skiff("rm", "-f", "-t", "0", "web")
     assert fetch(url) is None  # the port is gone with the container
+    env.wait_clean()
+
+
+def test_two_stores_on_the_default_bridge_get_different_addresses(
+    env: ContainerEnv, tmp_shm: Path, busybox_layout: BusyboxImage
+) -> None:
+    """Each store allocates addresses, but skiff0 is the host's: leases keep them apart."""
+    other = ContainerEnv(tmp_shm / "other", busybox_layout)
+    try:
+        urls = []
+        for store in (env, other):
+            port = free_port()
+            store.run_detached(
+                "--name", "web", "-p", f"127.0.0.1:{port}:80",
+                store.image, "httpd", "-f", "-p", "80", "-h", "/var/www",
+            )  # fmt: skip
+            urls.append(f"http://127.0.0.1:{port}/")
+        addresses = [
+            s.skiff("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "web").stdout.strip()
+            for s in (env, other)
+        ]
+        assert addresses[0] != addresses[1]
+        for url in urls:
+            wait_for(lambda url=url: fetch(url) == INDEX_HTML, f"{url} to serve the page", 20)
+    finally:
+        other.skiff("rm", "-f", "-t", "0", "web", expect=None)
+        other.close()
+    env.skiff("rm", "-f", "-t", "0", "web")
     env.wait_clean()
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from skiff.errors import ContainerError, NameInUse, StoreCorrupt, UsageError
+from skiff.runtime.network import leases
 from skiff.runtime.network.filters import parse_filters, parse_until
 from skiff.runtime.network.ipam import IPAM
 from skiff.runtime.network.model import (
@@ -31,6 +33,14 @@ from skiff.runtime.network.store import (
     host_routes,
 )
 from skiff.storage.db import Database
+
+
+@pytest.fixture(autouse=True)
+def private_leases(tmp_shm: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Host-wide address leases in a directory of the test's own."""
+    root = tmp_shm / "leases"
+    monkeypatch.setattr(leases, "leases_root", lambda: root)
+    return root
 
 
 @pytest.fixture
@@ -341,6 +351,43 @@ def test_ipam_lease_range_and_ipv6(db: Database, networks: NetworkStore) -> None
         ipam.allocate(net, "c")
     # a failed allocation takes nothing
     assert set(ipam.allocated(net.id).values()) == {"a", "b"}
+
+
+def test_ipam_skips_addresses_other_stores_hold_on_the_same_bridge(
+    tmp_shm: Path, networks: NetworkStore, db: Database, private_leases: Path
+) -> None:
+    """Two stores, one host bridge: each store's IPAM sees the other's leases."""
+    net = _small_network(networks, "shared")
+    base = net.subnets[0].subnet.network_address
+    other_db = Database(tmp_shm / "other.sqlite")
+    mine, theirs = IPAM(db), IPAM(other_db)
+    assert mine.allocate(net, "a") == [base + 2]
+    assert theirs.allocate(net, "b") == [base + 3]  # same network definition, other store
+    assert mine.allocate(net, "c") == [base + 4]
+    assert (private_leases / net.network_interface / str(base + 3)).is_file()
+    theirs.release("b")
+    assert not (private_leases / net.network_interface / str(base + 3)).exists()
+    assert mine.allocate(net, "d") == [base + 3]
+    with pytest.raises(UsageError, match="a container of another store"):
+        theirs.allocate(net, "e", [base + 2])
+    other_db.close()
+
+
+def test_ipam_takes_over_stale_leases(
+    tmp_shm: Path, networks: NetworkStore, db: Database, private_leases: Path
+) -> None:
+    net = _small_network(networks, "stale")
+    base = net.subnets[0].subnet.network_address
+    gone = Database(tmp_shm / "gone.sqlite")
+    assert IPAM(gone).allocate(net, "ghost") == [base + 2]
+    gone.close()
+    assert IPAM(db).allocate(net, "x") == [base + 3]
+    lease = private_leases / net.network_interface / str(base + 2)
+    for name in ("gone.sqlite", "gone.sqlite-wal", "gone.sqlite-shm"):
+        (tmp_shm / name).unlink(missing_ok=True)  # the store deleted, its container with it
+    old = time.time() - leases.GRACE - 1
+    os.utime(lease, (old, old))
+    assert IPAM(db).allocate(net, "y") == [base + 2]
 
 
 # --- filters ------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ the IPv4 broadcast address.
 podman's host-local IPAM hands addresses out round robin; skiff takes the
 lowest free one, which is deterministic (a restarted container tends to
 keep its address) and never runs out while addresses are free.
+
+On a bridge, addresses that containers of *other* stores hold on the same
+interface are skipped too (host-wide leases, ``leases.py``): the bridge is
+the host's, not the store's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections.abc import Sequence
 
 from skiff.errors import ContainerError, UsageError
+from skiff.runtime.network.leases import BridgeLeases, release_leases
 from skiff.runtime.network.model import IPAddress, Network, Subnet
 from skiff.storage.db import Database
 
@@ -59,8 +64,30 @@ class IPAM:
         self, network: Network, container_id: str, static_ips: Sequence[IPAddress] = ()
     ) -> list[IPAddress]:
         """One address per subnet of ``network`` for ``container_id`` (static ones honoured)."""
+        leases = self._leases(network)
+        if leases is None:
+            return self._allocate(network, container_id, static_ips, set())
+        with self.db.write(), leases.locked():
+            chosen = self._allocate(network, container_id, static_ips, leases.held_elsewhere())
+            leases.take(chosen, container_id)
+        return chosen
+
+    def _leases(self, network: Network) -> BridgeLeases | None:
+        if network.driver != "bridge" or not network.network_interface:
+            return None
+        return BridgeLeases(network.network_interface, self.db.path)
+
+    def _allocate(
+        self,
+        network: Network,
+        container_id: str,
+        static_ips: Sequence[IPAddress],
+        held_elsewhere: set[IPAddress],
+    ) -> list[IPAddress]:
         with self.db.write() as conn:
             taken = self.allocated(network.id)
+            for ip in held_elsewhere:
+                taken.setdefault(ip, "a container of another store")
             mine = [ip for ip, owner in taken.items() if owner == container_id]
             if mine:
                 raise UsageError(
@@ -95,6 +122,14 @@ class IPAM:
     def release(self, container_id: str, network_id: str | None = None) -> None:
         """Free a container's addresses (on one network, or on all)."""
         with self.db.write() as conn:
+            query = "SELECT ip FROM network_allocations WHERE container_id=?"
+            args: tuple[str, ...] = (container_id,)
+            if network_id is not None:
+                query += " AND network_id=?"
+                args = (container_id, network_id)
+            released = [ipaddress.ip_address(r["ip"]) for r in self.db.read(query, args)]
+            if released:
+                release_leases(released, container_id, self.db.path)
             if network_id is None:
                 conn.execute(
                     "DELETE FROM network_allocations WHERE container_id=?", (container_id,)
@@ -138,9 +173,10 @@ def _check_static(
     if ip == subnet.gateway:
         raise UsageError(f"static ip {ip} is the gateway of network {network.name}")
     if ip in taken:
+        owner = taken[ip]
         raise UsageError(
             f"IP address {ip} is already allocated on network {network.name} "
-            f"(container {taken[ip][:12]})",
+            f"({'container ' + owner[:12] if len(owner) == 64 else owner})",
             "choose another --ip, or leave it out",
         )
 
