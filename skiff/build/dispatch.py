@@ -357,16 +357,42 @@ def global_arg_values(
 # --- configuration instructions --------------------------------------------------------------
 
 
+ConfigEdit = Callable[[dict[str, Any], "Builder"], None]
+"""A change to the working container's config (its inner, Docker-style part)."""
+
+
 def _config_step(
     instruction: Instruction,
     key: str,
-    edit: Callable[[dict[str, Any], Builder], None],
+    edit: ConfigEdit,
     after: Callable[[StageState], None] | None = None,
 ) -> Step:
     def apply(builder: Builder) -> None:
         edit(builder.container_config, builder)
 
     return Step(instruction, key, nop(instruction.original), edit=apply, after=after)
+
+
+def _set_field(name: str, value: object) -> ConfigEdit:
+    """The edit of an instruction that sets one config field (USER, WORKDIR, ...)."""
+
+    def edit(inner: dict[str, Any], builder: Builder) -> None:
+        inner[name] = value
+
+    return edit
+
+
+def _merge_into(name: str, entries: Mapping[str, Any]) -> ConfigEdit:
+    """The edit of an instruction that adds entries to one map of the config
+    (LABEL, EXPOSE, VOLUME): what the base image set stays, a key set again
+    takes the new value."""
+
+    def edit(inner: dict[str, Any], builder: Builder) -> None:
+        merged = dict(inner.get(name) or {})
+        merged.update(entries)
+        inner[name] = merged
+
+    return edit
 
 
 def _env(scope: BuildScope, state: StageState, instruction: Instruction) -> Step:
@@ -396,12 +422,7 @@ def _label(scope: BuildScope, state: StageState, instruction: Instruction) -> St
         if not key:
             raise instruction.error("LABEL needs a non-empty key", 'write LABEL key="value"')
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        labels = dict(inner.get("Labels") or {})
-        labels.update(pairs)
-        inner["Labels"] = labels
-
-    return _config_step(instruction, "LABEL " + _json(pairs), edit)
+    return _config_step(instruction, "LABEL " + _json(pairs), _merge_into("Labels", dict(pairs)))
 
 
 def _expose(scope: BuildScope, state: StageState, instruction: Instruction) -> Step:
@@ -413,13 +434,7 @@ def _expose(scope: BuildScope, state: StageState, instruction: Instruction) -> S
         ports = expose_ports(found)
     except ValueError as exc:
         raise instruction.error(str(exc), "write EXPOSE PORT[/tcp|udp|sctp]") from None
-
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        exposed = dict(inner.get("ExposedPorts") or {})
-        for port in ports:
-            exposed[port] = {}
-        inner["ExposedPorts"] = exposed
-
+    edit = _merge_into("ExposedPorts", {port: {} for port in ports})
     return _config_step(instruction, "EXPOSE " + _json(ports), edit)
 
 
@@ -429,10 +444,7 @@ def _user(scope: BuildScope, state: StageState, instruction: Instruction) -> Ste
     if not user:
         raise instruction.error("USER needs a user name or ID", "write USER NAME[:GROUP]")
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        inner["User"] = user
-
-    return _config_step(instruction, "USER " + _json(user), edit)
+    return _config_step(instruction, "USER " + _json(user), _set_field("User", user))
 
 
 def _workdir(scope: BuildScope, state: StageState, instruction: Instruction) -> Step:
@@ -445,9 +457,7 @@ def _workdir(scope: BuildScope, state: StageState, instruction: Instruction) -> 
     if workdir.startswith("//"):
         workdir = workdir[1:]
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        inner["WorkingDir"] = workdir
-
+    edit = _set_field("WorkingDir", workdir)
     return _config_step(instruction, "WORKDIR " + _json(workdir), edit)
 
 
@@ -457,12 +467,7 @@ def _volume(scope: BuildScope, state: StageState, instruction: Instruction) -> S
     if not paths:
         raise instruction.error("VOLUME needs at least one path", "write VOLUME /path")
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        volumes = dict(inner.get("Volumes") or {})
-        for path in paths:
-            volumes[path] = {}
-        inner["Volumes"] = volumes
-
+    edit = _merge_into("Volumes", {path: {} for path in paths})
     return _config_step(instruction, "VOLUME " + _json(paths), edit)
 
 
@@ -511,13 +516,10 @@ def _shell(scope: BuildScope, state: StageState, instruction: Instruction) -> St
     if not shell:
         raise instruction.error("SHELL needs a command", 'write SHELL ["/bin/sh", "-c"]')
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        inner["Shell"] = shell
-
     def after(s: StageState) -> None:
         s.docker_only["Shell"] = shell
 
-    return _config_step(instruction, "SHELL " + _json(shell), edit, after)
+    return _config_step(instruction, "SHELL " + _json(shell), _set_field("Shell", shell), after)
 
 
 def _stopsignal(scope: BuildScope, state: StageState, instruction: Instruction) -> Step:
@@ -528,9 +530,7 @@ def _stopsignal(scope: BuildScope, state: StageState, instruction: Instruction) 
             f"invalid STOPSIGNAL {value!r}", "use a signal name such as SIGTERM, or its number"
         )
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        inner["StopSignal"] = value
-
+    edit = _set_field("StopSignal", value)
     return _config_step(instruction, "STOPSIGNAL " + _json(value), edit)
 
 
@@ -559,12 +559,10 @@ def _healthcheck(scope: BuildScope, state: StageState, instruction: Instruction)
             if value:
                 check[key] = value
 
-    def edit(inner: dict[str, Any], builder: Builder) -> None:
-        inner["Healthcheck"] = check
-
     def after(s: StageState) -> None:
         s.docker_only["Healthcheck"] = check
 
+    edit = _set_field("Healthcheck", check)
     return _config_step(instruction, "HEALTHCHECK " + _json(check), edit, after)
 
 

@@ -9,6 +9,7 @@ become messages and exit codes (see ``skiff.errors``).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -295,16 +296,12 @@ class Parser(argparse.ArgumentParser):
         return formatter
 
 
-_WIDTH: list[int] = []
-
-
+@functools.cache
 def _help_width() -> int:
     """The width argparse's formatters use: the terminal's, less 2."""
-    if not _WIDTH:
-        import shutil
+    import shutil
 
-        _WIDTH.append(shutil.get_terminal_size().columns - 2)
-    return _WIDTH[0]
+    return shutil.get_terminal_size().columns - 2
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:

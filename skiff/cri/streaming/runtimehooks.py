@@ -89,7 +89,12 @@ def _resizer(directory: Path) -> functools.partial[None]:
 def _send_size(directory: Path, size: TerminalSize) -> None:
     from skiff.runtime.attach import send_resize
 
-    send_resize(directory, min(size.height, MAX_TERMINAL), min(size.width, MAX_TERMINAL))
+    send_resize(directory, *_capped(size))
+
+
+def _capped(size: TerminalSize) -> tuple[int, int]:
+    """(rows, columns) as conmon takes them."""
+    return min(size.height, MAX_TERMINAL), min(size.width, MAX_TERMINAL)
 
 
 def _as_io(stream: OutputStream | InboundBuffer | None) -> IO[bytes] | None:
@@ -176,9 +181,7 @@ def exec_session(ctx: SystemContext, request: ExecRequest, io: SessionIO) -> int
 def _console_size(io: SessionIO) -> tuple[int, int] | None:
     """The client's first terminal size (the server waited for it), capped as conmon's."""
     size = io.resize.latest if io.tty else None
-    if size is None:
-        return None
-    return min(size.height, MAX_TERMINAL), min(size.width, MAX_TERMINAL)
+    return None if size is None else _capped(size)
 
 
 # --- attach -----------------------------------------------------------------------------------
