@@ -19,21 +19,21 @@ cleaning up after itself.
 
 The leases live in ``/run/skiff/ipam`` (``$XDG_RUNTIME_DIR/skiff/ipam``
 when not root): a tmpfs, emptied at boot like the bridges themselves.
-Choosing and leasing happen under an flock of the interface's directory.
+Choosing and leasing happen under the interface's ``.lock`` (``locks.file_lock``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
+from skiff.runtime.locks import file_lock
 from skiff.runtime.network.model import IPAddress
 
 GRACE = 30.0
@@ -54,16 +54,10 @@ class BridgeLeases:
         self.directory = (root or leases_root()) / interface
         self.store_db = str(store_db)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the interface's lock while choosing and leasing addresses."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return file_lock(self.directory / ".lock")
 
     def held_elsewhere(self) -> set[IPAddress]:
         """Addresses that containers of other stores hold on this bridge."""
