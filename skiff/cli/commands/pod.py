@@ -24,7 +24,6 @@ INSPECT_INDENT = " " * 5
 PRUNE_WARNING = (
     "WARNING! This will remove all stopped/exited pods..\nAre you sure you want to continue? [y/N] "
 )
-CLEAR_SCREEN = "\x1b[2J\x1b[H"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -512,34 +511,27 @@ def _stats_text(rows: list[Any], fmt: str | None) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    import time
-
+    from skiff.cli.live import check_interval, print_reports
     from skiff.runtime.pods.usage import pod_stats
 
-    if args.interval < 1:
-        raise UsageError(f"invalid --interval {args.interval}", "give at least 1 second")
+    check_interval(args)
     if args.latest and args.pods:
         raise UsageError("--latest cannot be combined with pod names")
     rt = _open(args)
     try:
         records = _records(rt)
         previous = None
-        while True:
+
+        def report() -> str:
+            nonlocal previous
             if args.pods:
                 pods = [records.get(ref) for ref in args.pods]
             else:
                 pods = records.all()[-1:] if args.latest else records.all()
             rows, previous = pod_stats(rt, pods, previous)
-            text = _stats_text(rows, args.format)
-            if not args.no_stream and not args.no_reset:
-                sys.stdout.write(CLEAR_SCREEN)
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            if args.no_stream:
-                return 0
-            time.sleep(args.interval)
-    except KeyboardInterrupt:
-        return 0
+            return _stats_text(rows, args.format)
+
+        return print_reports(args, report)
     finally:
         rt.close()
 

@@ -9,13 +9,9 @@ zeros). ``--no-stream`` prints one report; otherwise a report every
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Any
 
 from skiff.errors import UsageError
-
-CLEAR_SCREEN = "\x1b[2J\x1b[H"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -47,33 +43,26 @@ def _containers(rt: Any, args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from skiff.cli.live import check_interval, print_reports
     from skiff.cli.runtimecli import open_runtime
     from skiff.cli.statsview import format_stats
     from skiff.runtime.stats import stats_report
     from skiff.runtime.usage import sample_containers
 
-    if args.interval < 1:
-        raise UsageError(f"invalid --interval {args.interval}", "give at least 1 second")
+    check_interval(args)
     if args.latest and (args.containers or args.all):
         raise UsageError("--latest cannot be combined with names or --all")
     rt = open_runtime(args)
+    previous: list[Any] | None = None
+
+    def report() -> str:
+        nonlocal previous
+        samples = sample_containers(rt, _containers(rt, args))
+        text = format_stats(stats_report(previous, samples), args.format, no_trunc=args.no_trunc)
+        previous = samples
+        return text
+
     try:
-        previous = None
-        while True:
-            containers = _containers(rt, args)
-            samples = sample_containers(rt, containers)
-            text = format_stats(
-                stats_report(previous, samples), args.format, no_trunc=args.no_trunc
-            )
-            if not args.no_stream and not args.no_reset:
-                sys.stdout.write(CLEAR_SCREEN)
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            if args.no_stream:
-                return 0
-            previous = samples
-            time.sleep(args.interval)
-    except KeyboardInterrupt:
-        return 0
+        return print_reports(args, report)
     finally:
         rt.close()
