@@ -69,6 +69,7 @@ from typing import IO, Any
 from skiff.errors import CommandNotFound, CommandNotInvokable, ContainerError
 from skiff.runtime import procwait
 from skiff.runtime.exitfile import read_exit_code, remove_exit_file
+from skiff.runtime.files import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -768,13 +769,9 @@ def start_exec_monitor(
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
+        replace_file(path, json.dumps(value).encode(), 0o666)
     except OSError as exc:
-        _unlink(tmp)
         raise ContainerError(f"cannot write {path}: {exc.strerror}") from exc
 
 

@@ -43,6 +43,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from skiff.runtime.files import replace_file
+
 UNIFIED = "/sys/fs/cgroup/unified"
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 _APPLETS = ("sh", "umount", "unshare")
@@ -140,10 +142,4 @@ def ensure_wrapper(run_root: Path, crun: Path) -> Path | None:
 
 def _write_executable(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o755)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_file(path, text.encode(), 0o755)

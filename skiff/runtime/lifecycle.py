@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from skiff.runtime import seccomp_cache
 from skiff.runtime.create import spec_of
 from skiff.runtime.engine import Runtime
 from skiff.runtime.exitfile import read_exit_record, remove_exit_file, wait_exit
+from skiff.runtime.files import replace_file
 from skiff.runtime.records import Container, Status
 from skiff.runtime.specgen import etcfiles
 from skiff.runtime.specgen.generator import NamespaceMode, SpecGenerator
@@ -301,10 +301,7 @@ def _read_text(path: str) -> str:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    tmp.replace(path)
+    replace_file(path, json.dumps(value).encode(), 0o666)
 
 
 def start(

@@ -35,6 +35,8 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skiff.runtime.files import replace_file
+
 if TYPE_CHECKING:
     from skiff.runtime.oci import OCIRuntime
 
@@ -165,16 +167,4 @@ def remember(spec: dict[str, Any], runtime: OCIRuntime, container_id: str) -> No
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    replace_file(path, data, 0o600)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from skiff.runtime.files import replace_file
 from skiff.runtime.locks import file_lock
 from skiff.runtime.network.model import IPAddress
 
@@ -82,11 +83,7 @@ class BridgeLeases:
         """Lease ``ips`` to ``container_id`` of this store (call under ``locked``)."""
         body = json.dumps({"db": self.store_db, "container": container_id}).encode()
         for ip in ips:
-            path = self.directory / str(ip)
-            tmp = self.directory / f".{ip}.{os.getpid()}"
-            with open(tmp, "wb") as f:
-                f.write(body)
-            os.replace(tmp, path)
+            replace_file(self.directory / str(ip), body, 0o666)
 
     def release(self, ips: Iterable[IPAddress], container_id: str) -> None:
         """Drop the leases this store holds for ``container_id`` on ``ips``."""

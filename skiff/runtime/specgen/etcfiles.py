@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skiff.errors import UsageError
+from skiff.runtime.files import replace_file
 
 DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 DEFAULT_NAMESERVERS_V6 = ("2001:4860:4860::8888", "2001:4860:4860::8844")
@@ -223,17 +224,10 @@ def render_containerenv(
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Temp name, then rename: a reader (or the runtime's bind mount) never
-    sees half a file. No fsync: every start writes these files again, so
-    after a crash nothing depends on what reached the disk (and an fsync per
-    file cost ~0.5 ms each, more under load, on every ``run``)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """A reader (or the runtime's bind mount) never sees half a file; no
+    fsync: every start writes these files again (an fsync per file cost
+    ~0.5 ms each, more under load, on every ``run``)."""
+    replace_file(path, text.encode())
 
 
 def write_container_files(
