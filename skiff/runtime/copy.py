@@ -7,8 +7,9 @@ mounts are there, and the path is checked to be the container's root
 before use); a stopped one through its storage, mounted for the copy and
 unmounted after, with paths at or below a named volume's or bind mount's
 destination taken from that volume's or host directory (as podman does),
-so what the container wrote to ``/data`` is there when it has stopped. The container's lock is held throughout, so it cannot be
-started, stopped or removed half-way through a copy.
+so what the container wrote to ``/data`` is there when it has stopped.
+The container's lock is held throughout, so it cannot be started,
+stopped or removed half-way through a copy.
 
 How names are resolved and files moved safely is in ``copyfs``: every path
 inside a container is resolved with symlinks followed *inside* its root,
@@ -196,20 +197,17 @@ def _open_container(rt: Runtime, container: Container, stack: contextlib.ExitSta
     state = container.state
     if state.status == Status.REMOVING:
         raise ContainerStateError(f"container {container.name} is being removed")
-    devices: frozenset[int] = frozenset()
     if state.status in _LIVE and state.pid:
         fd = _proc_root(container)
-        devices = _runtime_mount_devices(state.pid)
-    else:
-        if rt.store.containers.find(container.id) is None:
-            raise ContainerStateError(f"container {container.name} has no storage to copy from")
-        mount_point = rt.store.mount_container(container.id)
-        stack.callback(rt.store.unmount_container, container.id)
-        fd = os.open(mount_point, _O_ROOT)
         stack.callback(os.close, fd)
-        return _Side(fd, container, mounts=_volume_dirs(rt, container, stack))
+        return _Side(fd, container, runtime_devices=_runtime_mount_devices(state.pid))
+    if rt.store.containers.find(container.id) is None:
+        raise ContainerStateError(f"container {container.name} has no storage to copy from")
+    mount_point = rt.store.mount_container(container.id)
+    stack.callback(rt.store.unmount_container, container.id)
+    fd = os.open(mount_point, _O_ROOT)
     stack.callback(os.close, fd)
-    return _Side(fd, container, devices)
+    return _Side(fd, container, mounts=_volume_dirs(rt, container, stack))
 
 
 def _volume_dirs(
