@@ -29,10 +29,14 @@ import socket
 import struct
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from skiff.errors import ContainerError
 from skiff.libc import open_libc
+
+T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
@@ -58,6 +62,57 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 def _oserror(what: str, path: str | None = None) -> OSError:
     code = ctypes.get_errno()
     return OSError(code, f"{what}: {os.strerror(code)}", path)
+
+
+def on_own_thread(fn: Callable[[], T], name: str) -> T:
+    """``fn()`` run on a new thread, its result or exception handed back here.
+
+    Namespace switches (``unshare``, ``setns``) move only the calling
+    thread: a thread of its own keeps them away from the caller's.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # raised again in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def run_in_netns(netns: Path, fn: Callable[[], T], name: str) -> T:
+    """``fn()`` on a thread that entered the network namespace ``netns``.
+
+    What ``fn`` makes there keeps the namespace (a socket belongs to the one
+    it was created in) and may be used from any thread afterwards.
+    """
+
+    def entered() -> T:
+        original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(target, CLONE_NEWNET) != 0:
+                    raise _oserror("setns into the namespace", str(netns))
+                try:
+                    return fn()
+                finally:
+                    if _libc.setns(original, CLONE_NEWNET) != 0:
+                        # the thread ends right after; only it is in the wrong namespace
+                        raise _oserror("setns back to the original namespace")
+            finally:
+                os.close(target)
+        finally:
+            os.close(original)
+
+    return on_own_thread(entered, name)
 
 
 def netns_dir(run_root: Path) -> Path:
@@ -110,24 +165,14 @@ def create_netns(run_root: Path, name: str | None = None) -> Path:
             f"cannot create the network namespace file {target}: {exc.strerror}",
             "check that the run root is writable (--runroot)",
         ) from exc
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            _make_in_thread(target)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="skiff-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
+    try:
+        on_own_thread(lambda: _make_in_thread(target), "skiff-netns")
+    except BaseException as cause:
         _unmount_quietly(target)
         try:
             target.unlink()
         except OSError:
             pass
-        cause = failure[0]
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         raise ContainerError(
             f"cannot create network namespace {target}: {reason}",
@@ -227,31 +272,9 @@ def add_veth(netns: Path, name: str, peer: str) -> None:
     Tearing down against a fresh namespace holding a veth of that name
     lets it finish.
     """
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(target, CLONE_NEWNET) != 0:
-                    raise _oserror("setns into the namespace", str(netns))
-                try:
-                    _add_veth_here(name, peer)
-                finally:
-                    if _libc.setns(original, CLONE_NEWNET) != 0:
-                        raise _oserror("setns back to the original namespace")
-            finally:
-                os.close(target)
-                os.close(original)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="skiff-veth", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        cause = failure[0]
+    try:
+        run_in_netns(netns, lambda: _add_veth_here(name, peer), "skiff-veth")
+    except BaseException as cause:
         raise ContainerError(
             f"cannot create interface {name} in {netns}: {cause}",
             "creating interfaces needs root (CAP_NET_ADMIN)",
