@@ -23,6 +23,7 @@ Every request is logged (``requests``) with the rule it met.
 from __future__ import annotations
 
 import http.client
+import itertools
 import re
 import socket
 import ssl
@@ -126,6 +127,8 @@ class ProxiedRequest:
     fault: Fault | None
     body_bytes: int = 0
     client_aborted: bool = False
+    arrival: int = 0
+    """Order in which the requests came in (``requests`` is sorted by it)."""
 
 
 class FaultProxy:
@@ -170,6 +173,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._requests: list[ProxiedRequest] = []
+        self._arrivals = itertools.count()
         self._server = LoopbackServer(_ProxyHandler, context)
         self._server.fault_proxy = self  # type: ignore[attr-defined]
 
@@ -278,8 +282,14 @@ class FaultProxy:
 
     @property
     def requests(self) -> list[ProxiedRequest]:
+        """The requests logged so far, in the order they came in.
+
+        A request whose client went away mid-body is logged when the proxy
+        notices, which can be after a later request on another connection
+        (the client's cancelling DELETE) was answered.
+        """
         with self._lock:
-            return list(self._requests)
+            return sorted(self._requests, key=lambda r: r.arrival)
 
     def _take(self, method: str, target: str) -> Fault | None:
         with self._lock:
@@ -417,7 +427,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         method, target = self.command, self.path
         headers = {k.lower(): v for k, v in self.headers.items()}
         fault = proxy._take(method, target)
-        self._entry = ProxiedRequest(method, target, headers, 0, fault)
+        self._entry = ProxiedRequest(
+            method, target, headers, 0, fault, arrival=next(proxy._arrivals)
+        )
         self._recorded = False
         try:
             if fault is not None and fault.delay:
